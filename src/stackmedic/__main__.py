@@ -1,0 +1,3 @@
+from stackmedic.cli import main
+
+main()

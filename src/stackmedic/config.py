@@ -1,0 +1,288 @@
+"""The stack file (`stackmedic.yaml`): load, interpolate, validate, explain errors.
+
+Errors are one line naming the file, line and key, e.g.
+`stackmedic.yaml:12: components.db.kind: unknown kind 'postgress' (did you mean 'postgres'?)`.
+`${VAR}` and `${VAR:-default}` are expanded in string values (`$$` is a literal `$`);
+values that come from secret-named variables or keys are registered for redaction.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from stackmedic import redact
+from stackmedic.errors import ConfigError
+from stackmedic.symptoms import catalogue
+
+__all__ = ["ComponentBase", "Stack", "ThresholdOverride", "json_schema", "load_stack",
+           "parse_stack"]
+
+KeyPath = tuple[str | int, ...]
+
+
+class ThresholdOverride(BaseModel):
+    """Warning/critical levels for one symptom (either may be omitted)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    warning: float | None = None
+    critical: float | None = None
+
+
+class ComponentBase(BaseModel):
+    """Fields every component has, whatever its kind."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: str
+    depends_on: list[str] = Field(default_factory=list,
+                                  description="components this one needs to work")
+    logs: list[str] = Field(default_factory=list, description="log files of this component")
+    thresholds: dict[str, ThresholdOverride] = Field(default_factory=dict)
+    timeout: float | None = Field(None, gt=0, description="seconds each collector may take")
+    description: str | None = None
+
+
+class StackFile(BaseModel):
+    """The top level of a stack file."""
+
+    model_config = ConfigDict(extra="forbid")
+    stack: str = "stack"
+    components: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    thresholds: dict[str, ThresholdOverride] = Field(default_factory=dict)
+
+
+@dataclass
+class Stack:
+    """A validated stack: named components of known kinds and threshold overrides."""
+
+    name: str
+    components: dict[str, ComponentBase]
+    thresholds: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    path: str | None = None
+
+    def component_thresholds(self) -> dict[str, dict[str, dict[str, float | None]]]:
+        return {name: {sid: t.model_dump(exclude_none=True) for sid, t in c.thresholds.items()}
+                for name, c in self.components.items()}
+
+
+def load_stack(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Stack:
+    """Read and validate a stack file; raises ConfigError with file and line."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file", path=name) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read: {err}", path=name) from None
+    return parse_stack(text, name, environ)
+
+
+def parse_stack(text: str, path: str = "<stack>",
+                environ: Mapping[str, str] | None = None) -> Stack:
+    """Validate stack-file text (see `load_stack`)."""
+    env = os.environ if environ is None else environ
+    lines = _Lines(path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"invalid YAML: {problem}", path=path,
+                          line=mark.line + 1 if mark else None) from None
+    if node is None:
+        raise ConfigError("the file is empty", path=path)
+    data = _build(node, (), lines, env)
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping at the top level", path=path, line=1)
+    try:
+        top = StackFile.model_validate(data)
+    except ValidationError as err:
+        raise _translate(err, (), lines) from None
+    components = {name: _component(name, spec, lines) for name, spec in top.components.items()}
+    _check_references(components, lines)
+    for sid, _ in top.thresholds.items():
+        _check_symptom(sid, ("thresholds", sid), lines)
+    return Stack(top.stack, components,
+                 {sid: t.model_dump(exclude_none=True) for sid, t in top.thresholds.items()},
+                 path)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the stack file, with one branch per component kind."""
+    from stackmedic.checks import all_probes
+
+    variants = []
+    for kind, probe in sorted(all_probes().items()):
+        variants.append(create_model(  # type: ignore[call-overload]
+            f"{probe.config.__name__}", __base__=probe.config,
+            kind=(Literal[kind], Field(..., description=probe.description))))
+    union: Any = variants[0]
+    for variant in variants[1:]:
+        union = union | variant
+    top = create_model(
+        "StackFile", __config__=ConfigDict(extra="forbid"),
+        stack=(str, Field("stack", description="name of the stack")),
+        components=(dict[str, Annotated[union, Field(discriminator="kind")]],
+                    Field(default_factory=dict)),
+        thresholds=(dict[str, ThresholdOverride], Field(default_factory=dict)),
+    )
+    schema: dict[str, Any] = top.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "stackmedic stack file"
+    return schema
+
+
+# --- building the data with line numbers --------------------------------------------
+
+class _Lines:
+    """Remembers which line each key path came from."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lines: dict[KeyPath, int] = {}
+
+    def at(self, keypath: KeyPath) -> int | None:
+        while keypath:
+            if keypath in self.lines:
+                return self.lines[keypath]
+            keypath = keypath[:-1]
+        return self.lines.get((), None)
+
+    def error(self, keypath: KeyPath, message: str) -> ConfigError:
+        key = ".".join(str(k) for k in keypath) or None
+        return ConfigError(message, path=self.path, line=self.at(keypath), key=key)
+
+
+_VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def _build(node: yaml.Node, keypath: KeyPath, lines: _Lines, env: Mapping[str, str]) -> Any:
+    lines.lines.setdefault(keypath, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node))
+            child = (*keypath, str(key))
+            if key in out:
+                lines.lines[child] = key_node.start_mark.line + 1
+                raise lines.error(child, "duplicate key")
+            lines.lines[child] = key_node.start_mark.line + 1
+            out[key] = _build(value_node, child, lines, env)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*keypath, i), lines, env) for i, item in enumerate(node.value)]
+    value = yaml.safe_load(yaml.serialize(node))
+    if isinstance(value, str) and "$" in value:
+        value = _interpolate(value, keypath, lines, env)  # pydantic coerces "5432" to int
+    if isinstance(value, str) and keypath and redact.is_secret_key(str(keypath[-1])):
+        redact.register_secret(value)
+    if isinstance(value, str) and "://" in value:
+        for match in redact._URL_PASSWORD.finditer(value):
+            redact.register_secret(match["pw"])
+    return value
+
+
+def _interpolate(value: str, keypath: KeyPath, lines: _Lines, env: Mapping[str, str]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match["name"], match["default"]
+        if name in env and env[name] != "":
+            result = env[name]
+        elif default is not None:
+            result = default
+        else:
+            raise lines.error(keypath, f"environment variable ${{{name}}} is not set "
+                                       f"(set it, or write ${{{name}:-default}})")
+        if redact.is_secret_key(name):
+            redact.register_secret(result)
+        return result
+
+    return _VAR.sub(substitute, value)
+
+
+# --- validation --------------------------------------------------------------------
+
+def _component(name: str, spec: dict[str, Any], lines: _Lines) -> ComponentBase:
+    from stackmedic.checks import all_probes
+
+    where: KeyPath = ("components", name)
+    probes = all_probes()
+    kind = spec.get("kind")
+    if kind is None:
+        raise lines.error((*where, "kind"), f"missing 'kind' (one of: {', '.join(sorted(probes))})")
+    if not isinstance(kind, str) or kind not in probes:
+        close = difflib.get_close_matches(str(kind), probes, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else \
+            f" (known kinds: {', '.join(sorted(probes))})"
+        raise lines.error((*where, "kind"), f"unknown kind {kind!r}{hint}")
+    try:
+        component: ComponentBase = probes[kind].config.model_validate(spec)
+    except ValidationError as err:
+        raise _translate(err, where, lines) from None
+    for sid in component.thresholds:
+        _check_symptom(sid, (*where, "thresholds", sid), lines)
+    return component
+
+
+def _check_references(components: dict[str, ComponentBase], lines: _Lines) -> None:
+    for name, component in components.items():
+        for i, dep in enumerate(component.depends_on):
+            if dep not in components:
+                close = difflib.get_close_matches(dep, components, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise lines.error(("components", name, "depends_on", i),
+                                  f"unknown component {dep!r}{hint}")
+            if dep == name:
+                raise lines.error(("components", name, "depends_on", i),
+                                  "a component cannot depend on itself")
+
+
+def _check_symptom(sid: str, keypath: KeyPath, lines: _Lines) -> None:
+    if sid not in catalogue():
+        close = difflib.get_close_matches(sid, catalogue(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise lines.error(keypath, f"unknown symptom id {sid!r}{hint}")
+
+
+def _translate(err: ValidationError, prefix: KeyPath, lines: _Lines) -> ConfigError:
+    """The first pydantic error as a one-line ConfigError at the right line."""
+    first = err.errors()[0]
+    loc = tuple(str(p) if not isinstance(p, int) else p for p in first["loc"])
+    keypath = (*prefix, *loc)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key"
+        model = _model_at(err)
+        if model is not None and loc:
+            close = difflib.get_close_matches(str(loc[-1]), model, n=1)
+            if close:
+                message += f" (did you mean {close[0]!r}?)"
+    elif kind == "missing":
+        message = "required key is missing"
+    else:
+        message = first["msg"][0].lower() + first["msg"][1:]
+        if "input" in first and not isinstance(first["input"], dict | list):
+            message += f", got {first['input']!r}"
+    return lines.error(keypath, message)
+
+
+def _model_at(err: ValidationError) -> list[str] | None:
+    """Field names of the model that rejected an unknown key, for a did-you-mean."""
+    from stackmedic.checks import all_probes
+
+    title = err.title
+    for probe in all_probes().values():
+        if probe.config.__name__ == title:
+            return list(probe.config.model_fields)
+    if title == StackFile.__name__:
+        return list(StackFile.model_fields)
+    return None

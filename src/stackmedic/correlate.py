@@ -1,0 +1,80 @@
+"""Correlation: link findings along `depends_on` edges and mark probable root causes.
+
+The table of which symptom can explain which lives in `correlations.yaml`; this
+module only walks the dependency graph. A problem finding G on a dependency of C
+explains a problem finding F on C when the table lists F's symptom as an effect of
+G's. Findings that explain something and are explained by nothing are root causes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+import yaml
+
+from stackmedic.findings import Finding
+
+__all__ = ["correlate", "explanations"]
+
+
+@cache
+def explanations() -> dict[str, frozenset[str]]:
+    """Effect symptom → the symptoms on a dependency that can explain it."""
+    rows = yaml.safe_load(files("stackmedic").joinpath("correlations.yaml").read_text("utf-8"))
+    table: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        for effect in row["effects"]:
+            table[effect].update(row["causes"])
+    return {effect: frozenset(causes) for effect, causes in table.items()}
+
+
+def dependencies(components: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Component → every component it depends on, transitively, nearest first."""
+    result: dict[str, list[str]] = {}
+    for name in components:
+        seen: list[str] = []
+        frontier = list(getattr(components[name], "depends_on", []))
+        while frontier:
+            dep = frontier.pop(0)
+            if dep in seen or dep == name or dep not in components:
+                continue
+            seen.append(dep)
+            frontier.extend(getattr(components[dep], "depends_on", []))
+        result[name] = seen
+    return result
+
+
+def correlate(findings: Sequence[Finding], components: Mapping[str, Any]) -> list[Finding]:
+    """Return the findings with `explains` / `explained_by` / `root_cause` filled in."""
+    table = explanations()
+    deps = dependencies(components)
+    by_component: dict[str, list[Finding]] = defaultdict(list)
+    for finding in findings:
+        if finding.is_problem:
+            by_component[finding.component].append(finding)
+    explains: dict[str, list[str]] = defaultdict(list)
+    explained_by: dict[str, list[str]] = defaultdict(list)
+    for effect in (f for f in findings if f.is_problem):
+        causes = table.get(effect.symptom, frozenset())
+        for dep in deps.get(effect.component, []):
+            for cause in by_component.get(dep, []):
+                if cause.symptom in causes and cause.fingerprint != effect.fingerprint:
+                    explains[cause.fingerprint].append(effect.fingerprint)
+                    explained_by[effect.fingerprint].append(cause.fingerprint)
+    out = []
+    for finding in findings:
+        fp = finding.fingerprint
+        if fp in explains or fp in explained_by:
+            finding = replace(
+                finding,
+                explains=tuple(dict.fromkeys(explains.get(fp, []))),
+                explained_by=tuple(dict.fromkeys(explained_by.get(fp, []))),
+                root_cause=fp in explains and fp not in explained_by,
+            )
+        out.append(finding)
+    return out

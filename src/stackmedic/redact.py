@@ -1,0 +1,95 @@
+"""Redaction: the one function every renderer, log line and stored record goes through.
+
+Three layers, because each catches what the others miss:
+
+1. by key: the value of any key named like a secret (`*password*`, `*secret*`,
+   `*token*`, `*_key`, `authorization`, `cookie`) is replaced whole;
+2. by shape: the password in a URL/DSN (`scheme://user:PASSWORD@host`), `password=…`
+   pairs in libpq DSNs, and `Bearer`/`Basic` credentials inside text;
+3. by value: secrets the config or environment revealed (an interpolated
+   `${DB_PASSWORD}`, a `token:` in the stack file, any secret-named environment
+   variable) are registered and removed wherever they appear, even inside an error
+   message a server echoed back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["MASK", "forget_secrets", "is_secret_key", "redact", "redact_text", "register_secret"]
+
+MASK = "***"
+_MIN_SECRET_LEN = 4  # shorter values would mask ordinary words and digits
+
+_SECRET_KEY = re.compile(
+    r"(^|[_\-.])pass(wd)?$|password|secret|token|(^|[_\-.])key$|^apikey$|^authorization$|"
+    r"^proxy-authorization$|cookie|credential|private",
+    re.IGNORECASE,
+)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^@\s/]+)(?=@)",
+                           re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd|secret|token|api_?key)\s*[=:]\s*)"
+                          r"(?P<q>['\"]?)(?P<pw>[^'\"\s&;,]+)(?P=q)", re.IGNORECASE)
+_AUTH_HEADER = re.compile(r"(?P<head>\b(?:Bearer|Basic|Token)\s+)(?P<pw>[A-Za-z0-9._~+/=\-]{6,})")
+
+_known: set[str] = set()
+_known_pattern: re.Pattern[str] | None = None
+_lock = threading.Lock()
+
+
+def is_secret_key(key: str) -> bool:
+    """True if a mapping key names a secret (its value must never be shown)."""
+    return bool(_SECRET_KEY.search(key))
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so it is masked wherever it later appears."""
+    global _known_pattern
+    if not value or len(value) < _MIN_SECRET_LEN:
+        return
+    with _lock:
+        if value not in _known:
+            _known.add(value)
+            _known_pattern = re.compile("|".join(
+                re.escape(v) for v in sorted(_known, key=len, reverse=True)))
+
+
+def forget_secrets() -> None:
+    """Drop registered secrets (tests; a long-lived process loading a new config)."""
+    global _known_pattern
+    with _lock:
+        _known.clear()
+        _known_pattern = None
+
+
+def register_environment_secrets(environ: Mapping[str, str] | None = None) -> None:
+    """Register the values of secret-named environment variables."""
+    for name, value in (os.environ if environ is None else environ).items():
+        if is_secret_key(name):
+            register_secret(value)
+
+
+def redact_text(text: str) -> str:
+    """Mask credentials inside free text (URLs, DSNs, headers, known secret values)."""
+    if _known_pattern is not None:
+        text = _known_pattern.sub(MASK, text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    text = _KV_PASSWORD.sub(lambda m: m["head"] + m["q"] + MASK + m["q"], text)
+    return _AUTH_HEADER.sub(lambda m: m["head"] + MASK, text)
+
+
+def redact(value: Any) -> Any:
+    """A copy of `value` (any JSON-like structure) with every secret masked."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {k: (MASK if isinstance(k, str) and is_secret_key(k) and v not in (None, "")
+                    else redact(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
