@@ -159,11 +159,15 @@ class Probe:
     """Everything one component kind contributes to the doctor."""
 
     def __init__(self, kind: str, config: type[ComponentBase], *, description: str,
-                 default_ports: tuple[int, ...] = ()) -> None:
+                 default_ports: tuple[int, ...] = (),
+                 discover: Callable[[str, int], dict[str, Any]] | None = None) -> None:
+        """`default_ports` and `discover(host, port) -> spec` let autodiscovery make a
+        component of this kind for a local port that answers."""
         self.kind = kind
         self.config = config
         self.description = description
         self.default_ports = default_ports
+        self.discover = discover
         self.collectors: dict[str, CollectorSpec] = {}
         self.rules: list[RuleSpec] = []
         _register(self)

@@ -10,6 +10,7 @@ completes and returns a `Run`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ class Run:
     components: dict[str, ComponentBase]
     findings: list[Finding]
     facts: dict[str, dict[str, Facts]] = field(default_factory=dict)
+    thresholds: Thresholds = field(default_factory=lambda: Thresholds(default_thresholds()))
 
     @property
     def status(self) -> Severity:
@@ -104,7 +106,7 @@ async def run_stack(stack: Stack, *, deadline: float = DEFAULT_DEADLINE,
     findings = [attach_remedy(f) for batch in batches for f in batch]
     findings = sorted(correlate(findings, stack.components), key=sort_key)
     duration_ms = int((time.monotonic() - start) * 1000)
-    return Run(stack.name, started_at, duration_ms, stack.components, findings, facts)
+    return Run(stack.name, started_at, duration_ms, stack.components, findings, facts, thresholds)
 
 
 async def _collect_and_evaluate(
@@ -176,10 +178,8 @@ async def _in_daemon_thread(func: Callable[..., Any], *args: Any) -> Any:
             outcome = (True, func(*args))
         except BaseException as err:  # delivered to the awaiting task
             outcome = (False, err)
-        try:
+        with contextlib.suppress(RuntimeError):  # the run ended: nobody is waiting
             loop.call_soon_threadsafe(settle, *outcome)
-        except RuntimeError:  # the run ended without us: nobody is waiting
-            pass
 
     threading.Thread(target=target, daemon=True, name="stackmedic-collector").start()
     return await future

@@ -1,0 +1,91 @@
+"""The terminal report: grouped by component, root causes first, problems in full."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+__all__ = ["render_terminal"]
+
+_STYLE = {"critical": "bold red", "unknown": "bold magenta", "warning": "yellow",
+          "info": "cyan", "ok": "green"}
+_EVIDENCE_ITEMS = 6
+_STEPS = 3
+
+
+def render_terminal(report: dict[str, Any], *, color: bool = False, width: int = 100) -> str:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.text import Text
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width,
+                      highlight=False, soft_wrap=False)
+    findings = report["findings"]
+    by_fp = {f["fingerprint"]: f for f in findings}
+    status = report["status"]
+    counts = report["counts"]
+    tally = ", ".join(f"{counts[s]} {s}" for s in ("critical", "unknown", "warning", "info", "ok")
+                      if counts[s])
+    console.print(Text.assemble(
+        ("stackmedic ", "bold"), f"{report['stack']}: ", (status.upper(), _STYLE[status]),
+        f"  ({tally or 'no checks ran'}; {report['duration_ms']} ms)"))
+    roots = [f for f in findings if f["root_cause"]]
+    if roots:
+        console.print()
+        console.print("[bold]Probable root causes[/]")
+        for root in roots:
+            effects = ", ".join(f"{by_fp[fp]['component']} {by_fp[fp]['symptom']}"
+                                for fp in root["explains"] if fp in by_fp)
+            console.print(f"  [{_STYLE[root['severity']]}]●[/] [bold]{escape(root['component'])}"
+                          f"[/] {escape(root['symptom'])}: {escape(root['summary'])}")
+            console.print(f"    [dim]explains: {escape(effects)}[/]")
+    order = {c["name"]: i for i, c in enumerate(report["components"])}
+    ranked = sorted(report["components"], key=lambda c: (
+        not any(f["root_cause"] for f in findings if f["component"] == c["name"]),
+        order[c["name"]]))
+    for component in ranked:
+        mine = [f for f in findings if f["component"] == component["name"]]
+        problems = [f for f in mine if f["severity"] in ("critical", "unknown", "warning")]
+        passed = sum(1 for f in mine if f["severity"] in ("ok", "info"))
+        console.print()
+        style = _STYLE[component["status"]]
+        console.print(f"[bold]{escape(component['name'])}[/] [dim]({component['kind']})[/] "
+                      f"[{style}]{component['status'].upper()}[/]"
+                      f"[dim]{f'  {passed} checks ok' if passed else ''}[/]")
+        for finding in problems:
+            _finding(console, finding, by_fp, escape)
+    return buffer.getvalue()
+
+
+def _finding(console: Any, finding: dict[str, Any], by_fp: dict[str, Any], escape: Any) -> None:
+    style = _STYLE[finding["severity"]]
+    marker = " [bold](root cause)[/]" if finding["root_cause"] else ""
+    console.print(f"  [{style}]{finding['severity'].upper():8}[/] {escape(finding['symptom'])}"
+                  f"{marker}: {escape(finding['summary'])}")
+    evidence = [(k, v) for k, v in finding["evidence"].items() if _short(v)]
+    if evidence:
+        shown = "  ".join(f"{k}={_fmt(v)}" for k, v in evidence[:_EVIDENCE_ITEMS])
+        console.print(f"           [dim]evidence:[/] {escape(shown)}")
+    if finding["explained_by"]:
+        causes = ", ".join(f"{by_fp[fp]['component']} {by_fp[fp]['symptom']}"
+                           for fp in finding["explained_by"] if fp in by_fp)
+        console.print(f"           [dim]explained by:[/] {escape(causes)}")
+    if finding["cause"]:
+        console.print(f"           [dim]cause:[/] {escape(finding['cause'])}")
+    remedy = finding["remedy"]
+    if remedy:
+        console.print(f"           [dim]fix[/] ([dim]stackmedic explain {remedy['runbook']}[/]):")
+        for step in remedy["steps"][:_STEPS]:
+            lines = [line for line in step.splitlines() if not line.startswith("```")]
+            console.print("             - " + escape(lines[0]))
+            for line in lines[1:]:
+                console.print("               " + escape(line))
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) and len(str(value)) <= 80
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,114 @@
+"""Stack files: interpolation, validation, and one-line errors with file and line."""
+
+from pathlib import Path
+
+import pytest
+
+from stackmedic import redact
+from stackmedic.config import json_schema, load_stack, parse_stack
+from stackmedic.errors import ConfigError
+
+GOOD = """\
+stack: shop
+components:
+  db:
+    kind: fake
+    symptom: db.down
+    evidence: {password_hint: "${DB_PASSWORD}", port: "${PORT:-5432}"}
+  api:
+    kind: fake
+    depends_on: [db]
+thresholds:
+  host.disk.full: {warning: 0.7}
+"""
+
+
+def error(text: str, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_stack(text, "stackmedic.yaml", environ or {})
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_good_file_with_interpolation() -> None:
+    """${VAR} and ${VAR:-default} expand; thresholds and dependencies are kept."""
+    stack = parse_stack(GOOD, "s.yaml", {"DB_PASSWORD": "hunter22"})
+    db = stack.components["db"]
+    assert db.evidence == {"password_hint": "hunter22", "port": "5432"}  # type: ignore[attr-defined]
+    assert stack.components["api"].depends_on == ["db"]
+    assert stack.thresholds == {"host.disk.full": {"warning": 0.7}}
+
+
+def test_interpolated_secret_is_registered_for_redaction() -> None:
+    """A value from a secret-named variable is masked wherever it appears later."""
+    parse_stack(GOOD, "s.yaml", {"DB_PASSWORD": "hunter22"})
+    assert redact.redact_text("login failed for hunter22") == "login failed for ***"
+
+
+def test_dollar_dollar_is_a_literal_dollar() -> None:
+    """`$$` escapes a dollar sign."""
+    stack = parse_stack("components:\n  a: {kind: fake, description: 'cost $$5'}\n", "s", {})
+    assert stack.components["a"].description == "cost $5"
+
+
+def test_undefined_variable() -> None:
+    """An undefined ${VAR} names the variable, file and line."""
+    message = error(GOOD)
+    assert message.startswith("stackmedic.yaml:6: components.db.evidence.password_hint:")
+    assert "${DB_PASSWORD} is not set" in message
+
+
+def test_unknown_kind_suggests_the_closest() -> None:
+    """A misspelt kind gets a did-you-mean at the line of the kind."""
+    message = error("components:\n  db:\n    kind: faek\n")
+    assert message == ("stackmedic.yaml:3: components.db.kind: unknown kind 'faek' "
+                       "(did you mean 'fake'?)")
+
+
+def test_unknown_key() -> None:
+    """An unknown key is an error at its own line, with a suggestion."""
+    message = error("components:\n  db:\n    kind: fake\n    depnds_on: [x]\n")
+    assert message.startswith("stackmedic.yaml:4: components.db.depnds_on: unknown key")
+    assert "did you mean 'depends_on'" in message
+
+
+def test_wrong_type() -> None:
+    """A value of the wrong type names the key, line and the value given."""
+    message = error("components:\n  db:\n    kind: fake\n    value: lots\n")
+    assert message.startswith("stackmedic.yaml:4: components.db.value:")
+    assert "'lots'" in message
+
+
+def test_bad_yaml() -> None:
+    """Broken YAML is reported with its line."""
+    message = error("components:\n  db: {kind: fake\n  api: [\n")
+    assert message.startswith("stackmedic.yaml:")
+    assert "invalid YAML" in message
+
+
+def test_unknown_dependency_and_threshold_symptom() -> None:
+    """depends_on must name a component; thresholds must name a catalogued symptom."""
+    assert "unknown component 'dbb'" in error(
+        "components:\n  db: {kind: fake}\n  api: {kind: fake, depends_on: [dbb]}\n")
+    message = error("components: {}\nthresholds:\n  host.disk.ful: {warning: 1}\n")
+    assert message.startswith("stackmedic.yaml:3: thresholds.host.disk.ful:")
+    assert "did you mean 'host.disk.full'" in message
+
+
+def test_missing_and_empty_files(tmp_path: Path) -> None:
+    """A missing or empty file is a one-line error naming it."""
+    with pytest.raises(ConfigError, match="no such file"):
+        load_stack(tmp_path / "nope.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        load_stack(empty)
+
+
+def test_schema_has_a_branch_per_kind() -> None:
+    """The JSON Schema offers every registered kind as a component variant."""
+    schema = json_schema()
+    text = str(schema)
+    assert "'fake'" in text
+    assert schema["title"] == "stackmedic stack file"

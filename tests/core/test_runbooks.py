@@ -1,0 +1,52 @@
+"""Runbooks: one per emitted symptom, with the four sections, filled from evidence."""
+
+import re
+
+from stackmedic.checks import all_probes
+from stackmedic.findings import Finding, Severity
+from stackmedic.runbooks import SECTIONS, attach_remedy, fill, fix_steps, has_runbook, load_runbook
+from stackmedic.symptoms import catalogue
+
+
+def builtin_symptoms() -> set[str]:
+    return {s for probe in all_probes().values()
+            if probe.config.__module__.startswith("stackmedic.")
+            for rule in probe.rules for s in rule.symptoms} | {"stackmedic.check.failed"}
+
+
+def test_every_emitted_symptom_has_a_runbook() -> None:
+    """Each symptom a built-in check can emit has src/stackmedic/runbooks/<id>.md."""
+    missing = sorted(s for s in builtin_symptoms() if not has_runbook(s))
+    assert not missing
+
+
+def test_runbooks_have_the_four_sections_and_fix_steps() -> None:
+    """Every runbook has What it means / Confirm / Fix / Prevent and at least one step."""
+    for symptom in catalogue():
+        if not has_runbook(symptom):
+            continue
+        text = load_runbook(symptom)
+        titles = re.findall(r"^## (.+)$", text, re.M)
+        assert titles == list(SECTIONS), symptom
+        assert fix_steps(text), symptom
+
+
+def test_fill_uses_evidence_and_keeps_unknown_placeholders_visible() -> None:
+    """`{evidence.pid}` is filled; a placeholder with no value stays as `<name>`."""
+    finding = Finding(check="x.y", symptom="stackmedic.check.failed", component="db",
+                      severity=Severity.UNKNOWN, summary="s", evidence={"pid": 42})
+    assert fill("kill {evidence.pid} on {component}; {evidence.user}", finding) == \
+        "kill 42 on db; <user>"
+    assert fill("json {\"a\": 1}", finding) == "json {\"a\": 1}"
+
+
+def test_problem_findings_get_remedy_steps() -> None:
+    """A problem finding's remedy names its runbook and carries filled-in steps."""
+    finding = Finding(check="x.y", symptom="stackmedic.check.failed", component="db",
+                      severity=Severity.UNKNOWN, summary="s", evidence={"error": "Boom"})
+    remedy = attach_remedy(finding).remedy
+    assert remedy is not None and remedy.runbook == "stackmedic.check.failed"
+    assert any("Boom" in step for step in remedy.steps)
+    ok = Finding(check="x.y", symptom="stackmedic.check.failed", component="db",
+                 severity=Severity.OK, summary="fine")
+    assert attach_remedy(ok).remedy is None

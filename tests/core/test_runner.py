@@ -1,0 +1,75 @@
+"""The runner: concurrency, deadlines, isolation of failures, correlation."""
+
+import time
+
+from stackmedic.findings import Severity
+from stackmedic.testing import run_components, with_symptom
+
+
+def test_slow_collector_becomes_unknown_within_the_deadline() -> None:
+    """A collector that outlives the deadline yields an unknown finding; the run does
+    not wait for it (it would sleep a minute)."""
+    start = time.monotonic()
+    run = run_components({"slow": {"kind": "fake", "sleep": 60},
+                          "fast": {"kind": "fake", "value": 0.5}}, deadline=1.5)
+    assert time.monotonic() - start < 30  # not waiting for the 60 s collector
+    [failed] = with_symptom(run.findings, "stackmedic.check.failed")
+    assert failed.component == "slow" and failed.severity is Severity.UNKNOWN
+    assert "timed out" in failed.summary
+    assert run.exit_code == 3
+    assert with_symptom(run.findings, "host.disk.full")[0].severity is Severity.OK
+
+
+def test_crashing_collector_is_isolated() -> None:
+    """One probe raising becomes an unknown finding naming the error; others still run."""
+    run = run_components({"bad": {"kind": "fake", "crash": True},
+                          "good": {"kind": "fake", "value": 0.99}})
+    [failed] = with_symptom(run.findings, "stackmedic.check.failed")
+    assert "RuntimeError" in failed.summary and failed.component == "bad"
+    assert run.status is Severity.CRITICAL  # the good component's critical disk still counts
+
+
+def test_thresholds_from_the_stack_apply() -> None:
+    """A file threshold changes the verdict for the same facts."""
+    run = run_components({"h": {"kind": "fake", "value": 0.5}},
+                         thresholds={"host.disk.full": {"warning": 0.4, "critical": 0.9}})
+    assert run.findings[0].severity is Severity.WARNING and run.exit_code == 1
+
+
+def test_dependency_failure_is_the_root_cause_listed_first() -> None:
+    """api's http.slow is explained by db.down on its dependency: db.down is the root
+    cause, linked by fingerprint, and sorted first."""
+    run = run_components({
+        "api": {"kind": "fake", "symptom": "http.slow", "value": 1, "depends_on": ["db"]},
+        "db": {"kind": "fake", "symptom": "db.down", "value": 1},
+        "cache": {"kind": "fake", "symptom": "cache.down", "value": 0},
+    })
+    first = run.findings[0]
+    assert (first.component, first.symptom, first.root_cause) == ("db", "db.down", True)
+    [slow] = with_symptom(run.findings, "http.slow")
+    assert slow.explained_by == (first.fingerprint,)
+    assert first.explains == (slow.fingerprint,)
+    assert not slow.root_cause
+
+
+def test_transitive_dependencies_are_followed() -> None:
+    """web → api → db: db.down explains problems on both dependents."""
+    run = run_components({
+        "web": {"kind": "fake", "symptom": "http.status.error", "value": 1,
+                "depends_on": ["api"]},
+        "api": {"kind": "fake", "symptom": "http.status.error", "value": 1,
+                "depends_on": ["db"], "evidence": {"n": 2}},
+        "db": {"kind": "fake", "symptom": "db.down", "value": 1},
+    })
+    roots = [f for f in run.findings if f.root_cause]
+    assert [(f.component, f.symptom) for f in roots] == [("db", "db.down")]
+    assert len(roots[0].explains) == 2
+
+
+def test_unrelated_symptom_is_not_linked() -> None:
+    """A dependency's problem that the table does not list as a cause explains nothing."""
+    run = run_components({
+        "api": {"kind": "fake", "symptom": "db.down", "value": 1, "depends_on": ["db"]},
+        "db": {"kind": "fake", "symptom": "http.slow", "value": 1},
+    })
+    assert not any(f.root_cause or f.explained_by for f in run.findings)
