@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     try:  # typer >= 0.22 vendors click
         from typer._click.exceptions import ClickException
     except ImportError:  # pragma: no cover - older typer with click installed
-        from click.exceptions import ClickException  # type: ignore[no-redef]
+        from click.exceptions import ClickException  # type: ignore[assignment,no-redef,unused-ignore]
 
     from stackmedic.errors import StackmedicError
 

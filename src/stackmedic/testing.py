@@ -38,8 +38,7 @@ def symptoms(findings: Iterable[Finding], component: str | None = None,
     """Symptom ids of findings at or above `at_least` (unknown counts as a problem)."""
     return {f.symptom for f in findings
             if (component is None or f.component == component)
-            and (f.severity is Severity.UNKNOWN or
-                 (f.severity is not Severity.UNKNOWN and f.severity.rank >= at_least.rank))}
+            and (f.severity is Severity.UNKNOWN or f.severity.rank >= at_least.rank)}
 
 
 def with_symptom(findings: Iterable[Finding], symptom: str) -> list[Finding]:

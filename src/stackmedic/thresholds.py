@@ -88,12 +88,16 @@ class Thresholds:
             layers.append(self._component_overrides.get(component, {}).get(symptom))
         for layer in layers:
             if layer:
-                threshold = replace(threshold, **{k: layer[k] for k in layer
-                                                  if k in ("warning", "critical")})
-        for level in ("warning", "critical"):
-            raw = self._environ.get(env_name(symptom, level))
-            if raw is not None:
-                threshold = replace(threshold, **{level: _parse_env_number(symptom, level, raw)})
+                threshold = replace(threshold,
+                                    warning=layer.get("warning", threshold.warning),
+                                    critical=layer.get("critical", threshold.critical))
+        warning = self._environ.get(env_name(symptom, "warning"))
+        critical = self._environ.get(env_name(symptom, "critical"))
+        if warning is not None:
+            threshold = replace(threshold, warning=_parse_env_number(symptom, "warning", warning))
+        if critical is not None:
+            threshold = replace(threshold,
+                                critical=_parse_env_number(symptom, "critical", critical))
         return threshold
 
     def symptoms(self) -> list[str]:
