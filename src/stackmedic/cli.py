@@ -84,6 +84,8 @@ def doctor(
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                 help="Write the report to this file.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress on a terminal.")] = True,
+    record: Annotated[Path | None, typer.Option(
+        help="Also write the collected facts (redacted JSON) here, to replay in tests.")] = None,
 ) -> None:
     """Probe the stack and report findings; exit 0 ok, 1 warning, 2 critical, 3 unknown."""
     from stackmedic.doctor import run_doctor
@@ -92,6 +94,13 @@ def doctor(
     stack = _resolve_stack(config)
     with _progress(enabled=progress and sys.stderr.isatty()) as on_progress:
         run = run_doctor(stack, deadline=deadline, progress=on_progress)
+    if record is not None:
+        import json
+
+        from stackmedic.redact import redact
+
+        record.write_text(json.dumps(redact(run.facts), indent=2, default=str) + "\n",
+                          encoding="utf-8")
     to_file = output is not None
     text = render(run, fmt.value, color=not to_file and sys.stdout.isatty() and
                   "NO_COLOR" not in os.environ, width=_width())

@@ -15,7 +15,7 @@ from stackmedic.config import parse_stack
 from stackmedic.doctor import DEFAULT_DEADLINE, Run, run_doctor
 from stackmedic.findings import Finding, Severity
 
-__all__ = ["problems", "run_components", "symptoms", "with_symptom"]
+__all__ = ["evaluate_facts", "problems", "run_components", "symptoms", "with_symptom"]
 
 
 def run_components(components: Mapping[str, Mapping[str, Any]], *,
@@ -44,3 +44,22 @@ def symptoms(findings: Iterable[Finding], component: str | None = None,
 def with_symptom(findings: Iterable[Finding], symptom: str) -> list[Finding]:
     """The findings carrying `symptom`."""
     return [f for f in findings if f.symptom == symptom]
+
+
+def evaluate_facts(name: str, spec: Mapping[str, Any], collector: str, facts: Mapping[str, Any],
+                   *, thresholds: Mapping[str, Mapping[str, float | None]] | None = None,
+                   environ: Mapping[str, str] | None = None) -> list[Finding]:
+    """Apply the rules of `spec`'s kind to recorded `facts` of `collector`.
+
+    This is how a rule is tested without the system it judges: record facts once
+    (`stackmedic doctor --record facts.json`), then assert findings from them.
+    """
+    from stackmedic.checks import default_thresholds
+    from stackmedic.doctor import evaluate
+    from stackmedic.thresholds import Thresholds
+
+    doc = {"stack": "test", "components": {name: dict(spec)}}
+    stack = parse_stack(yaml.safe_dump(doc, sort_keys=False), "<test>", environ)
+    resolved = Thresholds(default_thresholds(), thresholds or {}, stack.component_thresholds(),
+                          environ=environ if environ is not None else {})
+    return evaluate(name, stack.components[name], collector, dict(facts), resolved)

@@ -1,9 +1,14 @@
 """The runner: concurrency, deadlines, isolation of failures, correlation."""
 
+import json
 import time
+from pathlib import Path
 
+import pytest
+
+from stackmedic.cli import main
 from stackmedic.findings import Severity
-from stackmedic.testing import run_components, with_symptom
+from stackmedic.testing import evaluate_facts, run_components, with_symptom
 
 
 def test_slow_collector_becomes_unknown_within_the_deadline() -> None:
@@ -73,3 +78,18 @@ def test_unrelated_symptom_is_not_linked() -> None:
         "db": {"kind": "fake", "symptom": "http.slow", "value": 1},
     })
     assert not any(f.root_cause or f.explained_by for f in run.findings)
+
+
+def test_recorded_facts_replay_to_the_same_findings(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`doctor --record` writes the facts; evaluating them again gives the same verdicts."""
+    stack = tmp_path / "s.yaml"
+    stack.write_text("components:\n  h: {kind: fake, value: 0.97, evidence: {path: /srv}}\n")
+    record = tmp_path / "facts.json"
+    with pytest.raises(SystemExit):
+        main(["doctor", "-c", str(stack), "-f", "json", "--record", str(record)])
+    live = json.loads(capsys.readouterr().out)["findings"]
+    facts = json.loads(record.read_text())["h"]["facts"]
+    replayed = evaluate_facts("h", {"kind": "fake"}, "facts", facts)
+    assert [(f.symptom, f.severity.value, f.fingerprint) for f in replayed] == \
+        [(f["symptom"], f["severity"], f["fingerprint"]) for f in live]
