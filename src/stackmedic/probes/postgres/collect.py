@@ -1,0 +1,147 @@
+"""The `snapshot` collector: one connection, one pass over the statistics views.
+
+Connection failures are facts, not exceptions: refused, timed out, starting up or
+shutting down, authentication rejected (with the method the server asked for) and
+"too many clients" each come back as `error.kind`. A query that fails for lack of
+privilege or on `statement_timeout` is recorded under `errors[section]` and the
+rest of the snapshot still runs (the session is in autocommit, so nothing aborts).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from stackmedic import redact
+from stackmedic.checks import CollectContext, Facts
+from stackmedic.probes.postgres import PostgresComponent, probe
+from stackmedic.probes.postgres import queries as q
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["classify_error", "snapshot", "target_of"]
+
+# Phrases of libpq/server messages → what the failure means. Order matters: a
+# message can mention both the host and the reason, the first match wins.
+_KINDS = (
+    ("too many clients", "too_many"),
+    ("remaining connection slots are reserved", "too_many"),
+    ("authentication failed", "auth"),
+    ("no password supplied", "auth"),
+    ("no pg_hba.conf entry", "auth"),
+    ("does not exist", "auth"),  # role "x" / database "x" does not exist
+    ("is starting up", "starting"),
+    ("not yet accepting connections", "starting"),
+    ("is shutting down", "shutting_down"),
+    ("connection refused", "refused"),
+    ("no such file or directory", "refused"),
+    ("timeout expired", "timeout"),
+    ("timed out", "timeout"),
+)
+_MESSAGE_CHARS = 500
+
+
+def target_of(component: PostgresComponent) -> dict[str, Any]:
+    """Host, port, user and database the DSN (or PG* variables) point at; no password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(component.dsn or "")
+    redact.register_secret(str(params.get("password") or "") or None)
+    redact.register_secret(os.environ.get("PGPASSWORD"))
+    host = str(params.get("host") or os.environ.get("PGHOST") or "/var/run/postgresql")
+    user = str(params.get("user") or os.environ.get("PGUSER") or getpass.getuser())
+    return {"host": host.split(",")[0],
+            "port": int(str(params.get("port") or os.environ.get("PGPORT") or 5432)
+                        .split(",")[0]),
+            "user": user,
+            "database": str(params.get("dbname") or os.environ.get("PGDATABASE") or user)}
+
+
+def classify_error(message: str) -> str:
+    """The kind of a connection failure, from libpq's message."""
+    lowered = message.lower()
+    return next((kind for phrase, kind in _KINDS if phrase in lowered), "other")
+
+
+def _connect(component: PostgresComponent, ctx: CollectContext) -> psycopg.Connection[q.Row]:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg.rows import dict_row
+
+    budget_ms = int(ctx.remaining() * 1000)
+    options = " ".join(filter(None, [
+        str(conninfo_to_dict(component.dsn or "").get("options") or ""),
+        "-c default_transaction_read_only=on",
+        f"-c statement_timeout={max(1, min(component.statement_timeout_ms, budget_ms))}",
+        f"-c lock_timeout={max(1, min(component.lock_timeout_ms, budget_ms))}"]))
+    conninfo = make_conninfo(component.dsn or "", application_name="stackmedic",
+                             connect_timeout=max(1, int(ctx.remaining() * 0.8)),
+                             options=options)
+    return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row)
+
+
+@probe.collector("snapshot", timeout=5.0)
+def snapshot(component: PostgresComponent, ctx: CollectContext) -> Facts:
+    """One read-only session: activity, locks, statistics, replication, declared checks."""
+    import psycopg
+
+    target = target_of(component)
+    started = time.monotonic()
+    try:
+        conn = _connect(component, ctx)
+    except psycopg.Error as err:
+        message = redact.redact_text(str(err).strip())[:_MESSAGE_CHARS]
+        kind = classify_error(message)
+        error: dict[str, Any] = {"kind": kind, "message": message,
+                                 "sqlstate": getattr(err, "sqlstate", None)}
+        if kind == "auth":
+            from stackmedic.probes.postgres._wire import auth_method
+
+            error["auth_method"] = auth_method(target["host"], target["port"], target["user"],
+                                               target["database"], min(1.0, ctx.remaining()))
+        return {"connected": False, "target": target, "error": error,
+                "connect_ms": round((time.monotonic() - started) * 1000, 1)}
+    with conn:
+        return _read(conn, component, ctx, target, started)
+
+
+def _read(conn: psycopg.Connection[q.Row], component: PostgresComponent,
+          ctx: CollectContext, target: dict[str, Any], started: float) -> Facts:
+    import psycopg
+
+    facts: Facts = {"connected": True, "target": target,
+                    "connect_ms": round((time.monotonic() - started) * 1000, 1), "errors": {}}
+    cur = conn.cursor()
+
+    def section(name: str, func: Any, *args: Any) -> Any:
+        try:
+            return func(cur, *args)
+        except psycopg.Error as err:
+            facts["errors"][name] = {"sqlstate": err.sqlstate,
+                                     "message": redact.redact_text(str(err).splitlines()[0])}
+            return None
+
+    first = section("deadlocks", q.deadlock_counter)
+    first_at = time.monotonic()
+    info = facts["server"] = section("server", q.server_info)
+    if info is None:
+        return facts
+    facts["activity"] = section("activity", q.activity, info, component)
+    sessions = (facts["activity"] or {}).get("sessions", [])
+    waiting = [s["pid"] for s in sessions if s.get("blocked_by")]
+    facts["locks"] = section("locks", q.locks, info, component, waiting)
+    for name, func in q.SECTIONS.items():
+        facts[name] = section(name, func, info, component)
+    # The second deadlock sample closes the interval; never wait past our deadline.
+    pause = component.deadlock_sample_ms / 1000 - (time.monotonic() - first_at)
+    time.sleep(max(0.0, min(pause, ctx.remaining() - 0.5)))
+    second = section("deadlocks", q.deadlock_counter)
+    if first is not None and second is not None:
+        facts["deadlocks"] = {"before": first["deadlocks"], "after": second["deadlocks"],
+                              "interval_s": round(time.monotonic() - first_at, 3),
+                              "stats_reset": first["stats_reset"]}
+    facts["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+    return facts

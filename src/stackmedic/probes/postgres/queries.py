@@ -1,0 +1,238 @@
+"""The SQL the `snapshot` collector runs, one function per section of the facts.
+
+Every query is read-only and lock-free: sizes come from `pg_class.relpages` instead of
+`pg_relation_size()` (which takes an AccessShareLock an `ALTER TABLE` would queue
+behind), and nothing touches user tables except the user-declared uniqueness checks.
+Each section returns JSON-able values with capped row counts and text lengths.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from psycopg import Cursor
+
+    from stackmedic.probes.postgres import PostgresComponent
+
+__all__ = ["SECTIONS", "Row", "deadlock_counter", "server_info"]
+
+Row = dict[str, Any]
+QUERY_CHARS = 300  # statement text kept per session or statement
+MAX_SESSIONS = 2000
+MAX_ROWS = 50
+
+SETTINGS = ("max_connections", "superuser_reserved_connections", "reserved_connections",
+            "autovacuum_freeze_max_age", "shared_preload_libraries", "deadlock_timeout",
+            "idle_in_transaction_session_timeout", "track_counts", "block_size")
+
+
+def _plain(value: Any) -> Any:
+    """Driver values as JSON types: timestamps in ISO 8601 UTC, numerics as floats."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _rows(cur: Cursor[Row], sql: str, params: Any = None) -> list[Row]:
+    cur.execute(sql, params)
+    return [{k: _plain(v) for k, v in row.items()} for row in cur.fetchall()]
+
+
+def server_info(cur: Cursor[Row]) -> Row:
+    """Who we are, where, which version, and which monitoring privileges we hold."""
+    row = _rows(cur, """
+        SELECT current_user AS user, current_database() AS database,
+               current_setting('server_version_num')::int AS version_num,
+               current_setting('server_version') AS version,
+               pg_is_in_recovery() AS in_recovery, pg_backend_pid() AS own_pid,
+               (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+               pg_has_role('pg_monitor', 'MEMBER') AS pg_monitor,
+               pg_has_role('pg_read_all_stats', 'MEMBER') AS pg_read_all_stats""")[0]
+    row["settings"] = {r["name"]: r["setting"] for r in _rows(
+        cur, "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", [list(SETTINGS)])}
+    return row
+
+
+def deadlock_counter(cur: Cursor[Row]) -> Row:
+    """Deadlocks counted by the statistics system, summed over all databases."""
+    return _rows(cur, """
+        SELECT coalesce(sum(deadlocks), 0)::bigint AS deadlocks, min(stats_reset) AS stats_reset
+        FROM pg_stat_database""")[0]
+
+
+def activity(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
+    """One snapshot of the client sessions (oldest state change first)."""
+    rows = _rows(cur, """
+        SELECT pid, datname, usename, application_name, host(client_addr) AS client_addr,
+               state, wait_event_type, wait_event,
+               EXTRACT(epoch FROM now() - xact_start)::float8 AS xact_age_s,
+               EXTRACT(epoch FROM now() - query_start)::float8 AS query_age_s,
+               EXTRACT(epoch FROM now() - state_change)::float8 AS state_age_s,
+               left(query, %(chars)s) AS query,
+               CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END AS blocked_by,
+               count(*) OVER () AS total
+        FROM pg_stat_activity WHERE backend_type = 'client backend'
+        ORDER BY state_change NULLS LAST LIMIT %(limit)s""",
+                 {"chars": QUERY_CHARS, "limit": MAX_SESSIONS})
+    total = rows[0]["total"] if rows else 0
+    for row in rows:
+        del row["total"]
+    return {"total": total, "sessions": rows, "truncated": total > len(rows)}
+
+
+def locks(cur: Cursor[Row], info: Row, component: PostgresComponent,
+          waiting: list[int]) -> list[Row]:
+    """The lock each waiting session waits for (and the row lock it already holds)."""
+    if not waiting:
+        return []
+    waited = "now() - waitstart" if info["version_num"] >= 140000 else "NULL::interval"
+    return _rows(cur, f"""
+        SELECT pid, locktype, mode, granted, relation::regclass::text AS relation,
+               EXTRACT(epoch FROM {waited})::float8 AS wait_s
+        FROM pg_locks WHERE pid = ANY(%s) AND (NOT granted OR locktype = 'tuple')
+        LIMIT 200""", [waiting])
+
+
+def databases(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
+    """Cache hits of this database and transaction-id age of every database."""
+    stats = _rows(cur, """
+        SELECT blks_hit, blks_read, stats_reset FROM pg_stat_database
+        WHERE datname = current_database()""")
+    ages = _rows(cur, """
+        SELECT datname, age(datfrozenxid)::bigint AS age FROM pg_database
+        ORDER BY 2 DESC LIMIT 5""")
+    return {"cache": stats[0] if stats else None, "xid": ages}
+
+
+def tables(cur: Cursor[Row], info: Row, component: PostgresComponent) -> list[Row]:
+    """Scan and dead-tuple statistics of the larger user tables."""
+    return _rows(cur, """
+        SELECT s.schemaname || '.' || s.relname AS table, s.seq_scan, s.seq_tup_read,
+               coalesce(s.idx_scan, 0) AS idx_scan, s.n_live_tup, s.n_dead_tup,
+               s.last_autovacuum, s.last_vacuum, s.autovacuum_count,
+               coalesce(c.reloptions::text[] @> '{autovacuum_enabled=false}', false)
+                 AS autovacuum_disabled,
+               c.relpages::bigint * current_setting('block_size')::int AS bytes
+        FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+        WHERE s.n_live_tup + s.n_dead_tup >= %s
+        ORDER BY s.n_live_tup + s.n_dead_tup DESC LIMIT 200""", [component.min_table_rows])
+
+
+def indexes(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
+    """Never-scanned non-unique indexes and groups of identical indexes."""
+    unused = _rows(cur, """
+        SELECT s.schemaname || '.' || s.relname AS table,
+               s.schemaname || '.' || s.indexrelname AS index,
+               c.relpages::bigint * current_setting('block_size')::int AS bytes,
+               pg_get_indexdef(s.indexrelid) AS definition
+        FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+        JOIN pg_class c ON c.oid = s.indexrelid
+        WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = s.indexrelid)
+        ORDER BY 3 DESC LIMIT %s""", [MAX_ROWS])
+    duplicate = _rows(cur, """
+        SELECT i.indrelid::regclass::text AS table,
+               array_agg(i.indexrelid::regclass::text ORDER BY i.indexrelid) AS indexes,
+               array_agg(pg_get_indexdef(i.indexrelid) ORDER BY i.indexrelid) AS definitions,
+               sum(c.relpages)::bigint * current_setting('block_size')::int AS bytes
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname NOT LIKE 'pg_toast%%'
+        GROUP BY i.indrelid, i.indkey::text, i.indclass::text, i.indcollation::text,
+                 c.relam, coalesce(pg_get_expr(i.indexprs, i.indrelid), ''),
+                 coalesce(pg_get_expr(i.indpred, i.indrelid), '')
+        HAVING count(*) > 1 LIMIT %s""", [MAX_ROWS])
+    return {"unused": unused, "duplicate": duplicate}
+
+
+def statements(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
+    """Top statements by mean and by total time, when pg_stat_statements is installed."""
+    preloaded = "pg_stat_statements" in info["settings"].get("shared_preload_libraries", "")
+    ext = _rows(cur, """
+        SELECT n.nspname AS schema FROM pg_extension e
+        JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'""")
+    out: Row = {"preloaded": preloaded, "installed": bool(ext), "rows": []}
+    if not (ext and preloaded):
+        return out
+    from psycopg import sql
+
+    mean = "mean_exec_time" if info["version_num"] >= 130000 else "mean_time"
+    total = "total_exec_time" if info["version_num"] >= 130000 else "total_time"
+    query = sql.SQL("""
+        WITH s AS (SELECT queryid::text AS queryid, calls, {mean}::float8 AS mean_ms,
+                          {total}::float8 AS total_ms, rows, left(query, {chars}) AS query
+                   FROM {view} WHERE calls > 0)
+        (SELECT * FROM s ORDER BY mean_ms DESC LIMIT {limit})
+        UNION (SELECT * FROM s ORDER BY total_ms DESC LIMIT {limit})""").format(
+        mean=sql.Identifier(mean), total=sql.Identifier(total),
+        chars=sql.Literal(QUERY_CHARS * 2), limit=sql.Literal(20),
+        view=sql.Identifier(ext[0]["schema"], "pg_stat_statements"))
+    cur.execute(query)
+    out["rows"] = [{k: _plain(v) for k, v in row.items()} for row in cur.fetchall()]
+    return out
+
+
+def replication(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
+    """Lag of each replica (on a primary), of each slot, and of this server if a standby."""
+    if info["in_recovery"]:
+        head = "pg_last_wal_receive_lsn()"
+        standby = _rows(cur, """
+            SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(),
+                                   pg_last_wal_replay_lsn())::bigint AS lag_bytes,
+                   EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+                     AS lag_s,
+                   pg_is_wal_replay_paused() AS paused""")[0]
+        replicas: list[Row] = []
+    else:
+        head = "pg_current_wal_lsn()"
+        standby = None
+        replicas = _rows(cur, f"""
+            SELECT application_name, host(client_addr) AS client_addr, state, sync_state,
+                   pg_wal_lsn_diff({head}, replay_lsn)::bigint AS lag_bytes,
+                   EXTRACT(epoch FROM replay_lag)::float8 AS lag_s
+            FROM pg_stat_replication LIMIT %s""", [MAX_ROWS])
+    slots = _rows(cur, f"""
+        SELECT slot_name, slot_type, active, wal_status,
+               pg_wal_lsn_diff({head}, restart_lsn)::bigint AS lag_bytes
+        FROM pg_replication_slots LIMIT %s""", [MAX_ROWS])
+    return {"replicas": replicas, "slots": slots, "standby": standby}
+
+
+def unique(cur: Cursor[Row], info: Row, component: PostgresComponent) -> list[Row]:
+    """For each declared uniqueness check: duplicate values, extra rows, a few samples."""
+    from psycopg import errors, sql
+
+    out = []
+    for check in component.unique:
+        table = sql.Identifier(*check.table.split(".", 1))
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in check.columns)
+        not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c))
+                                        for c in check.columns)
+        groups = sql.SQL("SELECT {cols}, count(*) AS n FROM {table} WHERE {nn} "
+                         "GROUP BY {cols} HAVING count(*) > 1").format(
+            cols=cols, table=table, nn=not_null)
+        entry: Row = {"table": check.table, "columns": list(check.columns)}
+        try:
+            cur.execute(sql.SQL("SELECT count(*) AS values, coalesce(sum(n - 1), 0)::bigint "
+                                "AS extra_rows FROM ({g}) d").format(g=groups))
+            entry.update(cur.fetchone() or {})
+            cur.execute(sql.SQL("{g} ORDER BY n DESC LIMIT 5").format(g=groups))
+            entry["samples"] = [{k: _plain(v) if not isinstance(v, bytes) else repr(v)
+                                 for k, v in row.items()} for row in cur.fetchall()]
+        except (errors.InsufficientPrivilege, errors.UndefinedTable,
+                errors.UndefinedColumn, errors.QueryCanceled) as err:
+            entry["error"] = {"sqlstate": err.sqlstate, "message": str(err).splitlines()[0]}
+        out.append(entry)
+    return out
+
+
+SECTIONS = {"databases": databases, "tables": tables, "indexes": indexes,
+            "statements": statements, "replication": replication, "unique": unique}

@@ -1,0 +1,282 @@
+"""Rules over the sessions of the snapshot: reachability, slots, idle, locks, deadlocks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from stackmedic.checks import Facts, RuleContext
+from stackmedic.findings import Finding, Severity
+from stackmedic.probes.postgres import PostgresComponent, probe
+from stackmedic.probes.postgres._facts import (
+    Row,
+    cannot_judge,
+    not_readable,
+    sessions,
+    worst,
+)
+from stackmedic.thresholds import Threshold
+
+_DOWN_CAUSES = {
+    "refused": "nothing listens on that address: the server is stopped, crashed, or "
+               "listens elsewhere (listen_addresses, port)",
+    "timeout": "the server or the network path does not answer (host down, firewall "
+               "dropping packets, or the server is overloaded)",
+    "starting": "the server is starting up or recovering and not yet accepting connections",
+    "shutting_down": "the server is shutting down",
+    "other": "the connection failed for the reason in the message",
+}
+
+
+def _where(facts: Facts) -> str:
+    t = facts["target"]
+    return f"{t['user']}@{t['host']}:{t['port']}/{t['database']}"
+
+
+@probe.rule("postgres.availability", uses="snapshot", symptoms=["db.down", "db.auth.failed"])
+def availability(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """The server accepts a connection for the configured role."""
+    target = facts["target"]
+    if facts["connected"]:
+        version = (facts.get("server") or {}).get("version")
+        for symptom, what in (("db.down", "accepts connections"),
+                              ("db.auth.failed", "accepts the configured role")):
+            yield ctx.finding(symptom, Severity.OK, f"PostgreSQL {version} at {_where(facts)} "
+                              f"{what}", observed=facts["connect_ms"], unit="ms",
+                              evidence={**target, "version": version}, identity=("host", "port"))
+        return
+    error = facts["error"]
+    evidence = {**target, **error}
+    if error["kind"] == "auth":
+        yield ctx.finding(
+            "db.auth.failed", Severity.CRITICAL,
+            f"PostgreSQL at {target['host']}:{target['port']} rejected role "
+            f"{target['user']!r} ({error.get('auth_method', 'unknown')} authentication)",
+            evidence=evidence, identity=("host", "port", "user"),
+            cause="the password is wrong or expired, the role or database does not exist, "
+                  "or no pg_hba.conf line admits this role from this host")
+    elif error["kind"] != "too_many":  # the slots rule reports a full server
+        yield ctx.finding(
+            "db.down", Severity.CRITICAL,
+            f"PostgreSQL at {target['host']}:{target['port']} is not accepting connections "
+            f"({error['kind'].replace('_', ' ')})", evidence=evidence, identity=("host", "port"),
+            cause=_DOWN_CAUSES.get(error["kind"], _DOWN_CAUSES["other"]))
+
+
+@probe.rule("postgres.connections", uses="snapshot", symptoms=["db.connections.exhausted"],
+            thresholds={"db.connections.exhausted": Threshold(0.80, 0.95, unit="ratio")})
+def connections(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Connections in use against max_connections minus the reserved slots, by holder."""
+    symptom = "db.connections.exhausted"
+    if not facts["connected"]:
+        if facts["error"]["kind"] == "too_many":
+            yield ctx.judge(symptom, 1.0, "no connection slot left: the server answered "
+                            "'too many clients'", evidence={**facts["target"], **facts["error"]},
+                            identity=("host", "port"),
+                            cause="every slot is taken; a connection leak or pools sized "
+                                  "larger than max_connections (hypothesis)")
+        return
+    unknown = not_readable(facts, ctx, symptom, "activity")
+    if unknown:
+        yield unknown
+        return
+    settings = facts["server"]["settings"]
+    reserved = sum(int(settings.get(k, 0)) for k in
+                   ("superuser_reserved_connections", "reserved_connections"))
+    max_connections = int(settings["max_connections"])
+    available = max(1, max_connections - reserved)
+    in_use = facts["activity"]["total"]
+    groups = Counter((s["application_name"] or "", s["usename"] or "", s["client_addr"] or "local")
+                     for s in facts["activity"]["sessions"])
+    top = [{"application_name": a, "usename": u, "client_addr": c, "count": n}
+           for (a, u, c), n in groups.most_common(5)]
+    head = top[0] if top else {"application_name": "", "usename": "", "client_addr": "",
+                               "count": 0}
+    states = Counter(s["state"] or "unknown" for s in facts["activity"]["sessions"])
+    ratio = in_use / available
+    yield ctx.judge(
+        symptom, round(ratio, 4),
+        f"{in_use} of {available} connection slots in use ({ratio:.0%}); most held by "
+        f"{head['application_name'] or '(no application_name)'} as {head['usename']} from "
+        f"{head['client_addr']} ({head['count']})",
+        evidence={"in_use": in_use, "max_connections": max_connections, "reserved": reserved,
+                  "available": available, "top_application": head["application_name"],
+                  "top_user": head["usename"], "top_client": head["client_addr"],
+                  "top_count": head["count"], "holders": top, "states": dict(states)},
+        identity=("max_connections",),
+        cause="sessions are not returned (a leak), or pool size times instances exceeds "
+              "max_connections (hypothesis: check the top holder first)")
+
+
+def _session_evidence(s: Row) -> Row:
+    return {"pid": s["pid"], "application_name": s["application_name"], "usename": s["usename"],
+            "client_addr": s["client_addr"], "state": s["state"], "database": s["datname"],
+            "query": s["query"], "xact_age_s": s["xact_age_s"], "state_age_s": s["state_age_s"],
+            "wait_event": s["wait_event"]}
+
+
+@probe.rule("postgres.idle_in_transaction", uses="snapshot",
+            symptoms=["db.connections.idle_in_transaction"],
+            thresholds={"db.connections.idle_in_transaction": Threshold(60, 600, unit="s")})
+def idle_in_transaction(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Sessions that opened a transaction and went quiet, holding locks and old snapshots."""
+    symptom = "db.connections.idle_in_transaction"
+    stop = cannot_judge(facts, ctx, symptom, "activity", needs_sessions=True)
+    if stop is not None:
+        yield from stop
+        return
+    idle = [s for s in sessions(facts) if (s["state"] or "").startswith("idle in transaction")]
+    yield from worst(
+        ctx, symptom, idle, lambda s: s["state_age_s"] or 0.0,
+        lambda s, age: (f"pid {s['pid']} ({s['application_name'] or 'no app'}, "
+                        f"{s['usename']}) idle in transaction for {age:.0f}s after: "
+                        f"{(s['query'] or '')[:80]}", _session_evidence(s),
+                        "the application began a transaction and neither committed nor "
+                        "rolled back (missing commit, an exception path, or a slow external "
+                        "call inside the transaction)"),
+        identity=("pid",), ok_summary=lambda age: f"no session idle in transaction "
+                                                  f"(longest {age:.0f}s)")
+
+
+@probe.rule("postgres.idle_leak", uses="snapshot", symptoms=["db.connections.idle_leak"],
+            thresholds={"db.connections.idle_leak": Threshold(0.25, 0.50, unit="ratio")})
+def idle_leak(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Long-idle sessions from one client, as a share of the available slots."""
+    symptom = "db.connections.idle_leak"
+    stop = cannot_judge(facts, ctx, symptom, "activity", needs_sessions=True)
+    if stop is not None:
+        yield from stop
+        return
+    config = ctx.config
+    assert isinstance(config, PostgresComponent)
+    settings = facts["server"]["settings"]
+    available = max(1, int(settings["max_connections"]) - sum(
+        int(settings.get(k, 0)) for k in ("superuser_reserved_connections",
+                                          "reserved_connections")))
+    groups: dict[tuple[str, str, str], list[Row]] = {}
+    for s in sessions(facts):
+        if s["state"] == "idle" and (s["state_age_s"] or 0) >= config.idle_leak_age_s:
+            key = (s["client_addr"] or "local", s["application_name"] or "", s["usename"] or "")
+            groups.setdefault(key, []).append(s)
+    items = [{"client_addr": c, "application_name": a, "usename": u, "count": len(group),
+              "available": available, "idle_age_s": config.idle_leak_age_s,
+              "oldest_idle_s": max(s["state_age_s"] for s in group),
+              "pids": [s["pid"] for s in group][:10]}
+             for (c, a, u), group in groups.items()]
+    yield from worst(
+        ctx, symptom, items, lambda g: g["count"] / available,
+        lambda g, ratio: (f"{g['count']} sessions from {g['client_addr']} "
+                          f"({g['application_name'] or 'no app'}, {g['usename']}) idle for "
+                          f"over {g['idle_age_s']:.0f}s: {ratio:.0%} of the slots", g,
+                          "the client opens connections and never closes them (a leak), or "
+                          "its pool keeps far more idle connections than it uses "
+                          "(hypothesis)"),
+        identity=("client_addr", "application_name", "usename"),
+        ok_summary=lambda r: f"no client holds many long-idle sessions (largest {r:.0%})")
+
+
+def _heads(waiting: dict[int, list[int]]) -> dict[int, tuple[list[int], int]]:
+    """Each blocked pid → (its chain of blockers, the head of that chain). The head is
+    the first blocker that is not itself waiting; in a cycle (a deadlock the detector
+    has not broken yet) it is the lowest pid of the chain, so all members agree."""
+    out = {}
+    for pid in waiting:
+        chain, seen = [pid], {pid}
+        while chain[-1] in waiting:
+            nxt = [b for b in waiting[chain[-1]] if b not in seen]
+            if not nxt:
+                break
+            chain.append(min(nxt))
+            seen.add(chain[-1])
+        out[pid] = (chain, chain[-1] if chain[-1] not in waiting else min(chain))
+    return out
+
+
+@probe.rule("postgres.locks", uses="snapshot", symptoms=["db.locks.blocking"],
+            thresholds={"db.locks.blocking": Threshold(5, 60, unit="s")})
+def blocking(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Sessions waiting on locks, grouped by the head of their chain of blockers."""
+    symptom = "db.locks.blocking"
+    stop = cannot_judge(facts, ctx, symptom, "activity", needs_sessions=True) or \
+        cannot_judge(facts, ctx, symptom, "locks")
+    if stop is not None:
+        yield from stop
+        return
+    by_pid = {s["pid"]: s for s in sessions(facts)}
+    waiting = {pid: s["blocked_by"] for pid, s in by_pid.items() if s.get("blocked_by")}
+    lock_of: dict[int, Row] = {}
+    for lock in sorted(facts["locks"], key=lambda lk: lk["granted"]):  # waited-for lock first
+        lock_of.setdefault(lock["pid"], {})
+        for key in ("mode", "locktype", "relation", "wait_s"):
+            if lock_of[lock["pid"]].get(key) is None and lock.get(key) is not None:
+                lock_of[lock["pid"]][key] = lock[key]
+    groups: dict[int, list[list[int]]] = {}
+    for chain, head in _heads(waiting).values():
+        groups.setdefault(head, []).append(chain)
+    items = []
+    for head, chains in groups.items():
+        blocked = []
+        for chain in sorted(chains, key=len):
+            s, lock = by_pid[chain[0]], lock_of.get(chain[0], {})
+            blocked.append({"pid": chain[0], "application_name": s["application_name"],
+                            "query": s["query"], "mode": lock.get("mode"),
+                            "relation": lock.get("relation"),
+                            "wait_s": lock.get("wait_s") or s["query_age_s"] or 0.0,
+                            "chain": chain})
+        first = max(blocked, key=lambda b: b["wait_s"])
+        h = by_pid.get(head, {})
+        items.append({"head_pid": head, "head_application": h.get("application_name"),
+                      "head_state": h.get("state"), "head_query": h.get("query"),
+                      "head_xact_age_s": h.get("xact_age_s"), "blocked_pid": first["pid"],
+                      "blocked_query": first["query"], "lock_mode": first["mode"],
+                      "relation": first["relation"], "wait_s": first["wait_s"],
+                      "chain": max((b["chain"] for b in blocked), key=len),
+                      "blocked_count": len(blocked), "blocked": blocked[:10]})
+    yield from worst(
+        ctx, symptom, items, lambda g: g["wait_s"],
+        lambda g, wait: (f"pid {g['head_pid']} ({g['head_application'] or 'no app'}, "
+                         f"{g['head_state']}) blocks {g['blocked_count']} session(s) for up "
+                         f"to {wait:.1f}s ({g['lock_mode']} on {g['relation'] or 'a row'})", g,
+                         "the head blocker holds locks in a long or abandoned transaction "
+                         "(often idle in transaction) while others need the same rows"),
+        identity=("head_pid",), ok_summary=lambda w: "no session waits on a lock")
+
+
+@probe.rule("postgres.deadlocks", uses="snapshot", symptoms=["db.deadlocks"],
+            thresholds={"db.deadlocks": Threshold(1, 10, unit="deadlocks")})
+def deadlocks(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Deadlocks counted between the two samples of this run."""
+    symptom = "db.deadlocks"
+    if (stop := cannot_judge(facts, ctx, symptom, "deadlocks")) is not None:
+        yield from stop
+        return
+    d = facts["deadlocks"]
+    new = d["after"] - d["before"]
+    since = f"statistics reset at {d['stats_reset']}" if d["stats_reset"] else "statistics began"
+    yield ctx.judge(symptom, new, f"{new} deadlock(s) in {d['interval_s']:.2f}s "
+                    f"({d['after']} since {since})",
+                    evidence={**d, "new": new, "deadlock_timeout":
+                              facts["server"]["settings"].get("deadlock_timeout")},
+                    cause="transactions take the same locks in different orders "
+                          "(see the server log for the statements of each deadlock)")
+
+
+@probe.rule("postgres.long_running", uses="snapshot", symptoms=["db.query.long_running"],
+            thresholds={"db.query.long_running": Threshold(60, 300, unit="s")})
+def long_running(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Active statements running longer than the threshold."""
+    symptom = "db.query.long_running"
+    stop = cannot_judge(facts, ctx, symptom, "activity", needs_sessions=True)
+    if stop is not None:
+        yield from stop
+        return
+    active = [s for s in sessions(facts) if s["state"] == "active"]
+    yield from worst(
+        ctx, symptom, active, lambda s: s["query_age_s"] or 0.0,
+        lambda s, age: (f"pid {s['pid']} ({s['application_name'] or 'no app'}) has run for "
+                        f"{age:.0f}s: {(s['query'] or '')[:80]}",
+                        {**_session_evidence(s), "duration_s": round(age, 3)},
+                        "a heavy or badly planned query, or one waiting "
+                        f"({s['wait_event_type'] or 'not waiting'}) on locks or I/O"),
+        identity=("pid",), ok_summary=lambda age: f"no long-running statement "
+                                                  f"(longest {age:.0f}s)")
