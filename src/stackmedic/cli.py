@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         from click.exceptions import ClickException  # type: ignore[assignment,no-redef,unused-ignore]
 
     from stackmedic.errors import StackmedicError
+    from stackmedic.redact import redact_text
 
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     except StackmedicError as err:
         if debug:
             raise
-        typer.echo(f"stackmedic: error: {err}", err=True)
+        typer.echo(f"stackmedic: error: {redact_text(str(err))}", err=True)
         code = EXIT_UNKNOWN
     except KeyboardInterrupt:
         typer.echo("stackmedic: interrupted", err=True)
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:
         if debug:
             raise
-        typer.echo(f"stackmedic: internal error: {type(err).__name__}: {err} "
+        typer.echo(f"stackmedic: internal error: {type(err).__name__}: {redact_text(str(err))} "
                    "(run with --debug for the traceback)", err=True)
         code = EXIT_UNKNOWN
     sys.exit(code if isinstance(code, int) else 0)

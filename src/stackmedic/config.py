@@ -108,8 +108,9 @@ def parse_stack(text: str, path: str = "<stack>",
         raise _translate(err, (), lines) from None
     components = {name: _component(name, spec, lines) for name, spec in top.components.items()}
     _check_references(components, lines)
-    for sid, _ in top.thresholds.items():
+    for sid, override in top.thresholds.items():
         _check_symptom(sid, ("thresholds", sid), lines)
+        _check_override(sid, override, ("thresholds", sid), lines)
     return Stack(top.stack, components,
                  {sid: t.model_dump(exclude_none=True) for sid, t in top.thresholds.items()},
                  path)
@@ -168,7 +169,20 @@ def _build(node: yaml.Node, keypath: KeyPath, lines: _Lines, env: Mapping[str, s
     lines.lines.setdefault(keypath, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`; explicit keys win
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) \
+                    else [value_node]
+                for source in reversed(sources):
+                    value = _build(source, keypath, lines, env)
+                    if not isinstance(value, dict):
+                        raise lines.error(keypath, "'<<' must merge a mapping")
+                    merged.update(value)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                lines.lines[keypath] = key_node.start_mark.line + 1
+                raise lines.error(keypath, "a key must be a plain value, not a list or mapping")
             key = yaml.safe_load(yaml.serialize(key_node))
             child = (*keypath, str(key))
             if key in out:
@@ -176,7 +190,7 @@ def _build(node: yaml.Node, keypath: KeyPath, lines: _Lines, env: Mapping[str, s
                 raise lines.error(child, "duplicate key")
             lines.lines[child] = key_node.start_mark.line + 1
             out[key] = _build(value_node, child, lines, env)
-        return out
+        return merged | out
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*keypath, i), lines, env) for i, item in enumerate(node.value)]
     value = yaml.safe_load(yaml.serialize(node))
@@ -228,8 +242,9 @@ def _component(name: str, spec: dict[str, Any], lines: _Lines) -> ComponentBase:
         component: ComponentBase = probes[kind].config.model_validate(spec)
     except ValidationError as err:
         raise _translate(err, where, lines) from None
-    for sid in component.thresholds:
+    for sid, override in component.thresholds.items():
         _check_symptom(sid, (*where, "thresholds", sid), lines)
+        _check_override(sid, override, (*where, "thresholds", sid), lines)
     return component
 
 
@@ -253,6 +268,19 @@ def _check_symptom(sid: str, keypath: KeyPath, lines: _Lines) -> None:
         raise lines.error(keypath, f"unknown symptom id {sid!r}{hint}")
 
 
+def _check_override(sid: str, override: ThresholdOverride, keypath: KeyPath,
+                    lines: _Lines) -> None:
+    from stackmedic.checks import default_thresholds
+
+    default = default_thresholds().get(sid)
+    if default is None:
+        raise lines.error(keypath, f"no check judges {sid!r} against a threshold")
+    levels = [v for v in (override.warning, override.critical) if v is not None]
+    if default.unit == "ratio" and any(2 <= v <= 100 for v in levels):  # 1.01 or 1e9 = "never"
+        raise lines.error(keypath, "looks like a percentage: ratios are fractions "
+                                   "(write 0.85 for 85%)")
+
+
 def _translate(err: ValidationError, prefix: KeyPath, lines: _Lines) -> ConfigError:
     """The first pydantic error as a one-line ConfigError at the right line."""
     first = err.errors()[0]
@@ -270,7 +298,8 @@ def _translate(err: ValidationError, prefix: KeyPath, lines: _Lines) -> ConfigEr
         message = "required key is missing"
     else:
         message = first["msg"][0].lower() + first["msg"][1:]
-        if "input" in first and not isinstance(first["input"], dict | list):
+        if "input" in first and not isinstance(first["input"], dict | list) \
+                and not redact.is_secret_key(str(keypath[-1]) if keypath else ""):
             message += f", got {first['input']!r}"
     return lines.error(keypath, message)
 

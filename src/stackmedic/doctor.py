@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from stackmedic import redact
 from stackmedic.checks import (
     CollectContext,
     CollectorSpec,
@@ -55,7 +56,11 @@ class Run:
 
     @property
     def status(self) -> Severity:
-        return overall_status(self.findings)
+        """Worst finding; info counts as ok, and a run that checked nothing is unknown."""
+        if not self.findings:
+            return Severity.UNKNOWN
+        worst = overall_status(self.findings)
+        return Severity.OK if worst is Severity.INFO else worst
 
     @property
     def exit_code(self) -> int:
@@ -76,6 +81,7 @@ async def run_stack(stack: Stack, *, deadline: float = DEFAULT_DEADLINE,
     """Async form of `run_doctor`, for callers that already run an event loop."""
     started_at = datetime.now(UTC)
     start = time.monotonic()
+    redact.register_environment_secrets()
     hard_deadline = start + max(0.1, deadline - _DEADLINE_MARGIN)
     thresholds = Thresholds(default_thresholds(), stack.thresholds, stack.component_thresholds())
     probes = all_probes()
@@ -118,7 +124,7 @@ async def _collect_and_evaluate(
                          resources=resources)
     try:
         if spec.is_async:
-            facts = await asyncio.wait_for(spec.func(component, ctx), timeout)  # type: ignore[arg-type]
+            facts = await _abandon_after(spec.func(component, ctx), timeout)  # type: ignore[arg-type]
         else:
             facts = await asyncio.wait_for(_in_daemon_thread(spec.func, component, ctx), timeout)
     except TimeoutError:
@@ -157,6 +163,17 @@ def _failed(name: str, spec: CollectorSpec, why: str, evidence: dict[str, Any]) 
     return Finding(check=spec.id, symptom=_FAILED, component=name, severity=Severity.UNKNOWN,
                    summary=f"{spec.id} {why}", evidence=evidence,
                    cause="the check could not gather its facts, so its verdict is unknown")
+
+
+async def _abandon_after(coro: Any, timeout: float) -> Any:
+    """Await `coro` for at most `timeout` seconds. Unlike `wait_for`, a collector that
+    is slow to honour cancellation cannot hold the run past its deadline."""
+    task = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        raise TimeoutError
+    return task.result()
 
 
 async def _in_daemon_thread(func: Callable[..., Any], *args: Any) -> Any:

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 __all__ = ["Finding", "Remedy", "Severity", "overall_status"]
@@ -118,7 +119,7 @@ class Finding:
             "component": self.component,
             "severity": self.severity.value,
             "summary": self.summary,
-            "observed": self.observed,
+            "observed": _jsonable(self.observed),
             "threshold": self.threshold,
             "unit": self.unit,
             "evidence": _jsonable(self.evidence),
@@ -132,8 +133,17 @@ class Finding:
 
 
 def _jsonable(value: Any) -> Any:
-    """Evidence as plain JSON types (tuples become lists, odd objects strings)."""
-    return json.loads(json.dumps(value, default=str))
+    """Evidence as plain JSON types (tuples become lists, datetimes UTC ISO 8601 with Z,
+    NaN/Infinity null, odd objects strings)."""
+    return json.loads(json.dumps(value, default=_json_default), parse_constant=lambda _: None)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 def overall_status(findings: Iterable[Finding]) -> Severity:

@@ -27,13 +27,18 @@ _MIN_SECRET_LEN = 4  # shorter values would mask ordinary words and digits
 
 _SECRET_KEY = re.compile(
     r"(^|[_\-.])pass(wd)?$|password|secret|token|(^|[_\-.])key$|^apikey$|^authorization$|"
-    r"^proxy-authorization$|cookie|credential|private",
+    r"^proxy-authorization$|cookie|credential|private|requirepass|masterauth",
     re.IGNORECASE,
 )
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^@\s/]+)(?=@)",
                            re.IGNORECASE)
-_KV_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd|secret|token|api_?key)\s*[=:]\s*)"
-                          r"(?P<q>['\"]?)(?P<pw>[^'\"\s&;,]+)(?P=q)", re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd|secret|token|api_?key)"
+                          r"['\"]?\s*[=:]\s*)(?P<q>['\"]?)(?P<pw>[^'\"\s&;,]+)(?P=q)",
+                          re.IGNORECASE)
+# `--password VALUE`, `--requirepass=VALUE` in command lines the process checks report.
+_FLAG_PASSWORD = re.compile(r"(?P<head>(?<![\w-])--?[\w-]*(?:pass(?:word|wd)?|secret|token|"
+                            r"requirepass|masterauth|api[-_]?key)(?:\s+|=))(?P<pw>[^\s'\"]+)",
+                            re.IGNORECASE)
 _AUTH_HEADER = re.compile(r"(?P<head>\b(?:Bearer|Basic|Token)\s+)(?P<pw>[A-Za-z0-9._~+/=\-]{6,})")
 
 _known: set[str] = set()
@@ -79,6 +84,7 @@ def redact_text(text: str) -> str:
         text = _known_pattern.sub(MASK, text)
     if "://" in text:
         text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    text = _FLAG_PASSWORD.sub(lambda m: m["head"] + MASK, text)
     text = _KV_PASSWORD.sub(lambda m: m["head"] + m["q"] + MASK + m["q"], text)
     return _AUTH_HEADER.sub(lambda m: m["head"] + MASK, text)
 

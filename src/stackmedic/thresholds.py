@@ -7,6 +7,7 @@ variables `STACKMEDIC_<SYMPTOM_ID_UPPER>_WARNING` / `_CRITICAL` win over all.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -34,7 +35,9 @@ class Threshold:
     direction: Direction = "above"
 
     def classify(self, value: float) -> Severity:
-        """The severity of an observed value against these levels."""
+        """The severity of an observed value against these levels (NaN: unknown)."""
+        if math.isnan(value):
+            return Severity.UNKNOWN
         if self._crosses(value, self.critical):
             return Severity.CRITICAL
         if self._crosses(value, self.warning):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -63,7 +64,8 @@ def _perfdata(run: Run) -> list[dict[str, Any]]:
     entries = []
     seen: set[str] = set()
     for finding in run.findings:
-        if not isinstance(finding.observed, int | float) or isinstance(finding.observed, bool):
+        if not isinstance(finding.observed, int | float) or isinstance(finding.observed, bool) \
+                or not math.isfinite(finding.observed):
             continue
         label = ".".join([finding.component, finding.symptom,
                           *(str(finding.evidence.get(k)) for k in finding.identity)])
