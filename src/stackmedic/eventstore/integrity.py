@@ -1,0 +1,429 @@
+"""Integrity scanner: find corruption in an event table, SQL-side and streaming.
+
+    report = scan("postgresql://…/app")                                 # our schema
+    report = scan(dsn, eventsourcing_mapping("myapp_events"))           # `eventsourcing`
+    report = scan(dsn, MESSAGE_DB)                                      # Message DB
+
+Each check is one SQL query whose rows are the anomalies themselves (window
+functions for version gaps/repeats and time order, GROUP BY for duplicate ids), read
+through a server-side cursor: memory stays bounded (counts plus 10 samples per kind)
+whatever the table size. Payloads are checked in SQL where the database can
+(`json_valid` on SQLite; `json`/`jsonb` columns cannot hold bad JSON at all); binary
+or text payloads on PostgreSQL < 16 (no `IS JSON`) are decoded in a streaming pass,
+which also reads a timestamp stored inside the payload (the `eventsourcing` library
+keeps it there). JSON Schemas per event type support the common subset: `type`,
+`required`, `properties`, `enum`, `items`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stackmedic.eventstore._dsn import is_sqlite, sqlite_path
+
+__all__ = ["KINDS", "MESSAGE_DB", "Anomaly", "ColumnMapping", "IntegrityReport", "Tolerances",
+           "eventsourcing_mapping", "scan", "stackmedic_mapping"]
+
+KINDS = ("version_gap", "version_repeat", "duplicate_event_id", "payload_invalid",
+         "timestamp_future", "timestamp_ancient", "position_time_disorder", "checkpoint_ahead")
+_SAMPLES = 10
+_JULIAN_EPOCH = 2440587.5  # julianday('1970-01-01')
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Where an event table keeps each field (column names or SQL expressions)."""
+
+    table: str
+    position: str
+    stream: str
+    version: str
+    type: str
+    data: str
+    event_id: str | None = None
+    occurred_at: str | None = None
+    first_version: int = 1
+    naive_utc: bool = False  # occurred_at is `timestamp without time zone` holding UTC
+    time_in_payload: tuple[str, ...] = ()  # JSON path of the event time inside the payload
+    checkpoints: tuple[str, str, str] | None = None  # (table, name column, position column)
+
+
+def stackmedic_mapping(prefix: str = "es_") -> ColumnMapping:
+    """Our own schema (see `open_store`)."""
+    return ColumnMapping(f"{prefix}events", "position", "stream", "version", "type", "data",
+                         "event_id", "occurred_at",
+                         checkpoints=(f"{prefix}checkpoints", "name", "position"))
+
+
+def eventsourcing_mapping(table: str = "stored_events", *, sqlite: bool = False,
+                          tracking: str | None = "tracking") -> ColumnMapping:
+    """The Python `eventsourcing` library's table (`<application>_events` or
+    `stored_events`): no event id column, versions from 1, the position is
+    `notification_id` (the rowid on SQLite), the time is inside the JSON state."""
+    return ColumnMapping(table, "rowid" if sqlite else "notification_id", "originator_id",
+                         "originator_version", "topic", "state",
+                         time_in_payload=("timestamp", "_data_"),
+                         checkpoints=(tracking, "application_name", "notification_id")
+                         if tracking else None)
+
+
+MESSAGE_DB = ColumnMapping("message_store.messages", "global_position", "stream_name",
+                           "position", "type", "data", "id", "time", first_version=0,
+                           naive_utc=True)
+"""Message DB's `messages` table: stream positions from 0, `time` is UTC without zone."""
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How far the clocks may be off before a timestamp counts as wrong."""
+
+    future: timedelta = timedelta(minutes=5)
+    ancient: timedelta = timedelta(days=365 * 20)
+    disorder: timedelta = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    kind: str
+    stream: str | None
+    position: int | None
+    version: int | None = None
+    detail: str = ""
+    checkpoint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"kind": self.kind, "stream": self.stream, "position": self.position,
+                "version": self.version, "detail": self.detail}
+        return data | ({"checkpoint": self.checkpoint} if self.checkpoint else {})
+
+
+@dataclass
+class IntegrityReport:
+    """Counts and up to 10 samples per anomaly kind; `skipped` says which checks could
+    not apply to this table and why."""
+
+    events: int = 0
+    head: int = 0
+    seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    samples: dict[str, list[Anomaly]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def add(self, anomaly: Anomaly) -> None:
+        self.counts[anomaly.kind] += 1
+        if len(self.samples[anomaly.kind]) < _SAMPLES:
+            self.samples[anomaly.kind].append(anomaly)
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"events": self.events, "head": self.head, "seconds": round(self.seconds, 3),
+                "counts": dict(self.counts), "skipped": dict(self.skipped),
+                "samples": {k: [a.to_dict() for a in v] for k, v in self.samples.items() if v}}
+
+
+def scan(dsn: str, mapping: ColumnMapping | None = None, *,
+         tolerances: Tolerances | None = None, schemas: Mapping[str, Any] | None = None,
+         now: datetime | None = None, statement_timeout: float = 600.0,
+         trust_constraints: bool = True) -> IntegrityReport:
+    """Scan one event table read-only and report every anomaly kind in KINDS.
+
+    With `trust_constraints`, a valid unique index on the event id column stands in
+    for the (expensive) duplicate check; a damaged index is `amcheck`'s job."""
+    started = time.perf_counter()
+    db = _Db(dsn, statement_timeout)
+    try:
+        report = _Scan(db, mapping or stackmedic_mapping(), tolerances or Tolerances(),
+                       dict(schemas or {}), now or datetime.now(UTC), trust_constraints).run()
+    finally:
+        db.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class _Db:
+    """A read-only connection that streams query results."""
+
+    def __init__(self, dsn: str, statement_timeout: float) -> None:
+        self.sqlite = is_sqlite(dsn)
+        if self.sqlite:
+            import sqlite3
+
+            self.conn: Any = sqlite3.connect(f"file:{sqlite_path(dsn)}?mode=ro", uri=True)
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(
+                dsn, connect_timeout=10,
+                options=f"-c default_transaction_read_only=on -c TimeZone=UTC "
+                        f"-c statement_timeout={int(statement_timeout * 1000)}")
+        self._cursors = 0
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        if self.sqlite:
+            yield from self.conn.execute(sql.replace("%s", "?"), params)
+            return
+        self._cursors += 1
+        with self.conn.cursor(name=f"stackmedic_scan_{self._cursors}") as cursor:
+            cursor.itersize = 5000
+            cursor.execute(sql, params)
+            yield from cursor
+
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        return next(iter(self.rows(sql, params)))
+
+    def column_type(self, table: str, column: str) -> str | None:
+        if self.sqlite:
+            return None
+        schema, _, name = table.rpartition(".")
+        rows = list(self.rows("SELECT data_type FROM information_schema.columns WHERE "
+                              "table_name = %s AND column_name = %s AND "
+                              "(%s = '' OR table_schema = %s)", (name, column, schema, schema)))
+        return str(rows[0][0]) if rows else None
+
+    def unique_index(self, table: str, column: str) -> str | None:
+        """The name of a valid unique index on exactly `column`, if there is one."""
+        if self.sqlite:
+            for (name,) in self.rows("SELECT name FROM pragma_index_list(%s) WHERE "
+                                     "\"unique\" = 1", (table,)):
+                columns = [r[0] for r in self.rows("SELECT name FROM pragma_index_info(%s)",
+                                                   (name,))]
+                if columns == [column]:
+                    return str(name)
+            return None
+        rows = list(self.rows(
+            "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_attribute a "
+            "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = "
+            "%s::regclass AND i.indisunique AND i.indisvalid AND i.indnatts = 1 "
+            "AND a.attname = %s", (table, column)))
+        return str(rows[0][0]) if rows else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Scan:
+    def __init__(self, db: _Db, m: ColumnMapping, tol: Tolerances, schemas: dict[str, Any],
+                 now: datetime, trust_constraints: bool) -> None:
+        self.db, self.m, self.tol, self.schemas, self.now = db, m, tol, schemas, now
+        self.trust_constraints = trust_constraints
+        self.report = IntegrityReport()
+
+    def run(self) -> IntegrityReport:
+        m, report = self.m, self.report
+        count, head = self.db.one(f"SELECT count(*), coalesce(max({m.position}), 0) "
+                                  f"FROM {m.table}")
+        report.events, report.head = int(count), int(head)
+        self.versions()
+        if m.event_id:
+            self.duplicates()
+        else:
+            report.skipped["duplicate_event_id"] = "no event id column (versions identify events)"
+        if m.occurred_at:
+            self.times()
+        elif not m.time_in_payload:
+            for kind in ("timestamp_future", "timestamp_ancient", "position_time_disorder"):
+                report.skipped[kind] = "no timestamp column"
+        self.payloads()
+        if m.checkpoints:
+            self.checkpoints_ahead()
+        else:
+            report.skipped["checkpoint_ahead"] = "no checkpoint table"
+        return report
+
+    def versions(self) -> None:
+        m = self.m
+        # A cheap aggregate finds the streams whose versions are not exactly
+        # first..first+n-1; only their events go through the window function.
+        sql = (f"WITH bad AS (SELECT {m.stream} AS s FROM {m.table} GROUP BY {m.stream} "
+               f"HAVING min({m.version}) <> %s OR max({m.version}) - min({m.version}) + 1 "
+               f"<> count(*)) "
+               f"SELECT s, v, p, prev FROM (SELECT {m.stream} AS s, {m.version} AS v, "
+               f"{m.position} AS p, LAG({m.version}) OVER (PARTITION BY {m.stream} "
+               f"ORDER BY {m.version}, {m.position}) AS prev FROM {m.table} "
+               f"WHERE {m.stream} IN (SELECT s FROM bad)) t "
+               "WHERE (prev IS NULL AND v <> %s) OR (prev IS NOT NULL AND v <> prev + 1)")
+        for stream, version, position, prev in self.db.rows(sql, (m.first_version,
+                                                                  m.first_version)):
+            expected = m.first_version if prev is None else prev + 1
+            kind = "version_repeat" if prev is not None and version == prev else "version_gap"
+            self.report.add(Anomaly(kind, str(stream), _int(position), _int(version),
+                                    f"expected version {expected}, found {version}"))
+
+    def duplicates(self) -> None:
+        m = self.m
+        assert m.event_id is not None  # run() only calls this when the column exists
+        guard = self.db.unique_index(m.table, m.event_id) if self.trust_constraints else None
+        if guard:
+            self.report.skipped["duplicate_event_id"] = f"guaranteed by unique index {guard}"
+            return
+        sql = (f"SELECT {m.event_id}, count(*), min({m.position}), max({m.position}), "
+               f"min({m.stream}) FROM {m.table} GROUP BY {m.event_id} HAVING count(*) > 1")
+        for event_id, copies, first, last, stream in self.db.rows(sql):
+            self.report.add(Anomaly("duplicate_event_id", str(stream), _int(last), None,
+                                    f"event id {event_id} stored {copies} times "
+                                    f"(positions {first}..{last})"))
+
+    def _time(self, when: datetime) -> Any:
+        if self.db.sqlite:
+            return when.timestamp() / 86400 + _JULIAN_EPOCH
+        return when.replace(tzinfo=None) if self.m.naive_utc else when
+
+    def times(self) -> None:
+        """Future, ancient and out-of-order times in one pass in position order."""
+        m = self.m
+        t = f"julianday({m.occurred_at})" if self.db.sqlite else m.occurred_at
+        future = self._time(self.now + self.tol.future)
+        ancient = self._time(self.now - self.tol.ancient)
+        skew: Any = (self.tol.disorder.total_seconds() / 86400 if self.db.sqlite
+                     else self.tol.disorder)
+        sql = (f"SELECT s, p, v, cur, prev FROM (SELECT {m.stream} AS s, {m.position} AS p, "
+               f"{m.version} AS v, {t} AS cur, LAG({t}) OVER (ORDER BY {m.position}) AS prev "
+               f"FROM {m.table}) x WHERE cur > %s OR cur < %s OR cur + %s < prev")
+        for stream, position, version, cur, prev in self.db.rows(sql, (future, ancient, skew)):
+            when = _fmt(cur, self.db.sqlite)
+            if cur > future:
+                self.report.add(Anomaly("timestamp_future", str(stream), _int(position),
+                                        _int(version), f"occurred_at {when}"))
+            elif cur < ancient:
+                self.report.add(Anomaly("timestamp_ancient", str(stream), _int(position),
+                                        _int(version), f"occurred_at {when}"))
+            if prev is not None and cur + skew < prev:
+                self.report.add(Anomaly("position_time_disorder", str(stream), _int(position),
+                                        _int(version), f"occurred {when}, before the previous "
+                                        f"position ({_fmt(prev, self.db.sqlite)})"))
+
+    def payloads(self) -> None:
+        m = self.m
+        if self.db.sqlite:
+            sql = (f"SELECT {m.stream}, {m.position}, {m.version} FROM {m.table} "
+                   f"WHERE NOT json_valid(CAST({m.data} AS TEXT))")
+            for stream, position, version in self.db.rows(sql):
+                self.report.add(Anomaly("payload_invalid", str(stream), _int(position),
+                                        _int(version), "payload is not valid JSON"))
+            sql_checked = True
+        else:  # json/jsonb columns cannot hold bad JSON; bytea/text need decoding
+            sql_checked = self.db.column_type(m.table, m.data) in ("json", "jsonb")
+        if sql_checked and not self.schemas and not m.time_in_payload:
+            return
+        only = tuple(self.schemas) if sql_checked and not m.time_in_payload else None
+        self.payload_pass(report_decode=not sql_checked, only_types=only)
+
+    def payload_pass(self, report_decode: bool, only_types: tuple[str, ...] | None) -> None:
+        """One streaming pass in Python over what SQL could not check: undecodable
+        payloads, JSON Schemas, timestamps inside payloads."""
+        m = self.m
+        where = ""
+        params: tuple[str, ...] = ()
+        if only_types is not None:
+            where = f" WHERE {m.type} IN ({', '.join(['%s'] * len(only_types))})"
+            params = only_types
+        sql = f"SELECT {m.stream}, {m.position}, {m.version}, {m.type}, {m.data} FROM {m.table}"
+        future, ancient = self.now + self.tol.future, self.now - self.tol.ancient
+        for stream, position, version, event_type, data in self.db.rows(sql + where, params):
+            value, error = _decode(data)
+            if error is not None:
+                if report_decode:
+                    self.report.add(Anomaly("payload_invalid", str(stream), _int(position),
+                                            _int(version), error))
+                continue
+            schema = self.schemas.get(str(event_type))
+            if schema is not None:
+                problems = _schema_errors(schema, value, "$")
+                if problems:
+                    self.report.add(Anomaly("payload_invalid", str(stream), _int(position),
+                                            _int(version), f"{event_type}: {problems[0]}"))
+            if m.time_in_payload:
+                when = _payload_time(value, m.time_in_payload)
+                if when is not None and when > future:
+                    self.report.add(Anomaly("timestamp_future", str(stream), _int(position),
+                                            _int(version), f"occurred_at {when.isoformat()}"))
+                elif when is not None and when < ancient:
+                    self.report.add(Anomaly("timestamp_ancient", str(stream), _int(position),
+                                            _int(version), f"occurred_at {when.isoformat()}"))
+
+    def checkpoints_ahead(self) -> None:
+        assert self.m.checkpoints is not None
+        table, name, position = self.m.checkpoints
+        sql = f"SELECT {name}, {position} FROM {table} WHERE {position} > %s"
+        try:
+            rows = list(self.db.rows(sql, (self.report.head,)))
+        except Exception as err:  # a store without checkpoints yet is not corrupt
+            self.report.skipped["checkpoint_ahead"] = f"{table}: {type(err).__name__}"
+            if not self.db.sqlite:
+                self.db.conn.rollback()
+            return
+        for checkpoint, at in rows:
+            self.report.add(Anomaly("checkpoint_ahead", None, _int(at), None,
+                                    f"checkpoint {checkpoint!r} at {at} is beyond the head "
+                                    f"{self.report.head}", str(checkpoint)))
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _fmt(value: Any, julian: bool) -> str:
+    if julian and isinstance(value, float):
+        return datetime.fromtimestamp((value - _JULIAN_EPOCH) * 86400, UTC).isoformat()
+    return str(value)
+
+
+def _decode(data: Any) -> tuple[Any, str | None]:
+    if isinstance(data, dict | list):
+        return data, None
+    try:
+        raw = bytes(data).decode("utf-8") if isinstance(data, bytes | memoryview) else data
+        return json.loads(raw), None
+    except (ValueError, TypeError) as err:
+        return None, f"payload does not decode: {str(err)[:120]}"
+
+
+def _payload_time(value: Any, path: tuple[str, ...]) -> datetime | None:
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.utcoffset() is None else when
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+    "integer": int, "number": (int, float)}
+
+
+def _schema_errors(schema: Mapping[str, Any], value: Any, path: str) -> list[str]:
+    """Violations of the supported JSON Schema subset (type, required, properties,
+    enum, items); booleans are not integers, as in JSON Schema."""
+    expected = schema.get("type")
+    if isinstance(expected, str) and expected in _TYPES and (
+            not isinstance(value, _TYPES[expected])
+            or (isinstance(value, bool) and expected in ("integer", "number"))):
+        return [f"{path}: expected {expected}, got {type(value).__name__}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{path}: {value!r} not in {schema['enum']!r}"]
+    errors: list[str] = []
+    if isinstance(value, dict):
+        errors += [f"{path}: missing required {key!r}" for key in schema.get("required", ())
+                   if key not in value]
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                errors += _schema_errors(sub, value[key], f"{path}.{key}")
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            errors += _schema_errors(schema["items"], item, f"{path}[{i}]")
+    return errors
+

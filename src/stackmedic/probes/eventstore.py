@@ -1,0 +1,253 @@
+"""Component kind `eventstore`: integrity, projection lag, latency and conflicts of an
+event store (ours on SQLite/PostgreSQL, or a mapped `eventsourcing`/Message DB table).
+
+    events: {kind: eventstore, dsn: "sqlite:///./events.db", projections: [orders]}
+    legacy: {kind: eventstore, dsn: "postgresql://…", schema: eventsourcing,
+             table: dogschool_events}
+
+The integrity collector is the expensive one (a full SQL-side scan, ~seconds per
+million events); set `integrity: false` to skip it on large stores and run
+`stackmedic events scan` off-peak instead. Lag, latency and conflicts need our schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stackmedic import redact
+from stackmedic.checks import CollectContext, Facts, Probe, RuleContext
+from stackmedic.config import ComponentBase
+from stackmedic.findings import Finding, Severity
+from stackmedic.thresholds import Threshold
+
+_SAMPLES = 10
+
+
+class EventstoreTolerances(BaseModel):
+    """How far event clocks may be off before a timestamp counts as wrong."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    future_seconds: float = Field(300, ge=0, description="allowed time ahead of now")
+    ancient_days: float = Field(7300, gt=0, description="older than this is absurd")
+    disorder_seconds: float = Field(60, ge=0, description="allowed clock skew between writers")
+
+
+class EventstoreComponent(ComponentBase):
+    """A stack-file entry: `{kind: eventstore, dsn: "sqlite:///events.db"}`."""
+
+    dsn: str = Field(..., description="sqlite:///file.db or postgresql://…")
+    schema_kind: Literal["stackmedic", "eventsourcing", "messagedb"] = Field(
+        "stackmedic", alias="schema", description="whose table layout to scan")
+    table: str | None = Field(None, description="event table (eventsourcing: <app>_events)")
+    prefix: str = Field("es_", description="table prefix of a stackmedic store")
+    projections: list[str] = Field(default_factory=list,
+                                   description="checkpoint names to watch (default: all)")
+    stall_after: float = Field(300, gt=0, description="seconds a checkpoint may stay still "
+                               "while events arrive")
+    integrity: bool = Field(True, description="run the full integrity scan")
+    tolerances: EventstoreTolerances = Field(default_factory=EventstoreTolerances)
+    schemas: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                               description="JSON Schema per event type")
+
+
+probe = Probe("eventstore", EventstoreComponent,
+              description="an event store: integrity, projection lag, latency, conflicts")
+
+
+def _mapping(component: EventstoreComponent) -> Any:
+    from dataclasses import replace
+
+    from stackmedic.eventstore import integrity
+    from stackmedic.eventstore._dsn import is_sqlite
+
+    if component.schema_kind == "eventsourcing":
+        return integrity.eventsourcing_mapping(component.table or "stored_events",
+                                               sqlite=is_sqlite(component.dsn))
+    mapping = (integrity.MESSAGE_DB if component.schema_kind == "messagedb"
+               else integrity.stackmedic_mapping(component.prefix))
+    return replace(mapping, table=component.table) if component.table else mapping
+
+
+def _failure(err: Exception) -> Facts:
+    return {"error": redact.redact_text(f"{type(err).__name__}: {err}")[:500]}
+
+
+@probe.collector("integrity", timeout=60.0)
+def integrity(component: EventstoreComponent, ctx: CollectContext) -> Facts | None:
+    """Full SQL-side scan for gaps, repeats, duplicates, bad payloads and bad times."""
+    if not component.integrity:
+        return None
+    from datetime import timedelta
+
+    from stackmedic.eventstore.integrity import Tolerances, scan
+
+    tol = component.tolerances
+    try:
+        report = scan(component.dsn, _mapping(component), schemas=component.schemas,
+                      tolerances=Tolerances(timedelta(seconds=tol.future_seconds),
+                                            timedelta(days=tol.ancient_days),
+                                            timedelta(seconds=tol.disorder_seconds)),
+                      statement_timeout=max(1.0, ctx.remaining()))
+    except Exception as err:  # unreachable store or missing table: a fact, not a crash
+        return _failure(err)
+    return {"dsn": redact.redact_text(component.dsn), "table": _mapping(component).table,
+            **report.to_dict()}
+
+
+@probe.collector("activity", timeout=10.0)
+def activity(component: EventstoreComponent, ctx: CollectContext) -> Facts | None:
+    """Projection lag, read latency and recent conflicts (our schema only)."""
+    if component.schema_kind != "stackmedic":
+        return None
+    import time
+
+    from stackmedic.eventstore import open_store
+    from stackmedic.eventstore.lag import LagMonitor
+
+    try:
+        store = open_store(component.dsn, prefix=component.prefix, read_only=True,
+                           timeout=max(1.0, ctx.remaining()))
+    except Exception as err:
+        return _failure(err)
+    try:
+        started = time.perf_counter()
+        head = store.head()
+        store.read_all(after=max(0, head - 100), limit=100)
+        latency = time.perf_counter() - started
+        monitor = LagMonitor(store, stall_after=component.stall_after)
+        names = component.projections or [c.name for c in store.checkpoints()]
+        lags = [monitor.check(name).to_dict() for name in names[:50]]
+        conflicts, hot = store.recent_conflicts(minutes=5)
+    except Exception as err:
+        return _failure(err)
+    finally:
+        store.close()
+    return {"dsn": redact.redact_text(component.dsn), "head": head, "read_seconds": latency,
+            "projections": lags, "conflicts_5m": conflicts, "hot_streams": hot}
+
+
+# symptom → (anomaly kinds, what it means, probable cause)
+_INTEGRITY: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "eventstore.version_gap": (("version_gap", "version_repeat"), "stream version gaps/repeats",
+                               "events written around the optimistic-concurrency check "
+                               "(missing unique index, manual SQL, partial restore)"),
+    "eventstore.duplicate_event": (("duplicate_event_id",), "duplicate event ids",
+                                   "a retried append without the unique event-id index, or "
+                                   "a replayed import"),
+    "eventstore.payload.invalid": (("payload_invalid",), "payloads that do not decode",
+                                   "a writer bypassing the store's serializer, or an event "
+                                   "type whose schema changed without an upcaster"),
+    "eventstore.timestamp.future": (("timestamp_future", "position_time_disorder"),
+                                    "event times ahead of now or out of position order",
+                                    "a writer's clock is ahead (NTP not running?) or times "
+                                    "are local time stored as UTC"),
+    "eventstore.timestamp.ancient": (("timestamp_ancient",), "absurdly old event times",
+                                     "a zero/epoch default timestamp, or a unit mix-up "
+                                     "(seconds vs milliseconds)"),
+}
+
+
+@probe.rule("eventstore.integrity", uses="integrity", cost="expensive",
+            symptoms=[*_INTEGRITY, "eventstore.projection.stalled"],
+            thresholds={sid: Threshold(None, 1, unit="events") for sid in _INTEGRITY
+                        if sid not in ("eventstore.timestamp.future",
+                                       "eventstore.timestamp.ancient")}
+            | {"eventstore.timestamp.future": Threshold(1, None, unit="events"),
+               "eventstore.timestamp.ancient": Threshold(1, None, unit="events")})
+def integrity_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Each corruption kind as its symptom, with stream/position samples."""
+    if "error" in facts:
+        yield ctx.finding("eventstore.version_gap", Severity.UNKNOWN,
+                          f"integrity scan could not run: {facts['error']}",
+                          evidence={"error": facts["error"]}, identity=("error",))
+        return
+    counts, samples = facts.get("counts", {}), facts.get("samples", {})
+    for symptom, (kinds, what, cause) in _INTEGRITY.items():
+        count = sum(int(counts.get(k, 0)) for k in kinds)
+        found = [s for k in kinds for s in samples.get(k, [])][:_SAMPLES]
+        first = found[0] if found else {}
+        summary = (f"{count} {what} in {facts.get('events', 0)} events; first: stream "
+                   f"{first.get('stream')} at position {first.get('position')}" if count
+                   else f"no {what} in {facts.get('events', 0)} events")
+        yield ctx.judge(symptom, count, summary, cause=cause if count else None,
+                        evidence={"table": facts.get("table"), "dsn": facts.get("dsn"),
+                                  "count": count, "by_kind": {k: counts.get(k, 0) for k in kinds},
+                                  "first_stream": first.get("stream"),
+                                  "first_position": first.get("position"),
+                                  "samples": found, "skipped": facts.get("skipped", {}),
+                                  "scan_seconds": facts.get("seconds")},
+                        identity=("table",))
+    ahead = samples.get("checkpoint_ahead", [])
+    if ahead:
+        yield ctx.finding("eventstore.projection.stalled", Severity.CRITICAL,
+                          f"{counts.get('checkpoint_ahead')} checkpoint(s) beyond the head "
+                          f"{facts.get('head')}: those projections skip every new event",
+                          observed=counts.get("checkpoint_ahead"), unit="checkpoints",
+                          evidence={"table": facts.get("table"), "dsn": facts.get("dsn"),
+                                    "kind": "checkpoint_ahead", "head": facts.get("head"),
+                                    "samples": ahead[:_SAMPLES],
+                                    "projection": ahead[0].get("checkpoint"),
+                                    "checkpoint": ahead[0].get("position")},
+                          cause="the events were restored from an older backup than the "
+                                "projections, or the store was truncated",
+                          identity=("table", "kind"))
+
+
+@probe.rule("eventstore.projections", uses="activity",
+            symptoms=["eventstore.projection.lag", "eventstore.projection.stalled"],
+            thresholds={"eventstore.projection.lag": Threshold(300, 1800, unit="s")})
+def projections_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Lag in events and time per projection; stalled when never run or not moving."""
+    if "error" in facts:
+        yield ctx.finding("eventstore.projection.lag", Severity.UNKNOWN,
+                          f"could not read the store: {facts['error']}",
+                          evidence={"error": facts["error"]}, identity=("error",))
+        return
+    for lag in facts.get("projections", []):
+        evidence = {**lag, "dsn": facts.get("dsn")}
+        name = lag["projection"]
+        if lag["state"] == "stalled":
+            yield ctx.finding("eventstore.projection.stalled", Severity.CRITICAL,
+                              f"projection {name} is stalled: {lag['reason']} "
+                              f"({lag['lag_events']} events behind)",
+                              observed=lag["lag_events"], unit="events", evidence=evidence,
+                              cause="the projector process is down, stuck on a poison "
+                                    "event, or lost its database connection",
+                              identity=("projection",))
+            continue
+        yield ctx.judge("eventstore.projection.lag", lag["lag_seconds"],
+                        f"projection {name}: {lag['lag_events']} events and "
+                        f"{lag['lag_seconds']:.0f}s behind the head", evidence=evidence,
+                        cause=("the projector is slower than the write rate, or its batches "
+                               "are failing and retrying") if lag["lag_events"] else None,
+                        identity=("projection",))
+
+
+@probe.rule("eventstore.activity", uses="activity",
+            symptoms=["eventstore.latency.high", "eventstore.concurrency.conflicts"],
+            thresholds={"eventstore.latency.high": Threshold(0.25, 2.0, unit="s"),
+                        "eventstore.concurrency.conflicts": Threshold(5, 60, unit="per min")})
+def activity_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Read latency of the head and recent conflicts per minute with hot streams."""
+    if "error" in facts:
+        return
+    latency = float(facts["read_seconds"])
+    yield ctx.judge("eventstore.latency.high", latency,
+                    f"reading the head and last 100 events took {latency * 1000:.0f} ms",
+                    evidence={"read_seconds": latency, "head": facts["head"],
+                              "dsn": facts.get("dsn")},
+                    identity=("dsn",), cause="the events table or its indexes are bloated, or "
+                    "the database is saturated")
+    hot = facts.get("hot_streams", {})
+    rate = facts["conflicts_5m"] / 5
+    top = next(iter(hot), None)
+    yield ctx.judge("eventstore.concurrency.conflicts", rate,
+                    f"{rate:.1f} concurrency conflicts per minute (last 5 min)"
+                    + (f"; hottest stream {top}" if top else ""),
+                    evidence={"conflicts_5m": facts["conflicts_5m"], "hot_streams": hot,
+                              "hot_stream": top, "dsn": facts.get("dsn")},
+                    identity=("dsn",), cause="many writers contend for the same streams "
+                    "(a hot aggregate), or clients retry without re-reading")
