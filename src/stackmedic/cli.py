@@ -251,6 +251,9 @@ class _LazyGroup(typer.core.TyperCommand):
             sub = importlib.import_module(self.module).app
         except ImportError as err:
             _fail(f"'{self.name}' is not available: {err}")
+        # One look for every command: plain help like ours, no per-group completion.
+        sub.rich_markup_mode = None
+        sub._add_completion = False
         real = typer.main.get_command(sub)
         real.name = self.name
         return real.make_context(info_name, args, parent=parent, **extra)
