@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 
 # Server binaries the tests start throwaway copies of (never the shared instances).
 servers:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v redis-server >/dev/null; then \
-		echo "installing postgresql and redis-server with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v redis-server >/dev/null \
+			|| ! command -v redis-cli >/dev/null || ! command -v chattr >/dev/null; then \
+		echo "installing postgresql, redis-server, redis-tools and e2fsprogs with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			postgresql redis-server redis-tools e2fsprogs >/dev/null; \
 	fi
 
 # Probe the local machine (no stack file: autodiscovery). Findings are not a make

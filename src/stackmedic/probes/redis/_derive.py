@@ -1,0 +1,101 @@
+"""Pure helpers the Redis rules share: numbers derived from recorded facts.
+
+Rules must not raise on odd input from a server, so every helper here returns
+None (or an empty value) instead of guessing when a fact is missing or malformed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from stackmedic.checks import Facts
+
+__all__ = ["as_float", "as_int", "delta", "human_bytes", "latest_info", "live", "mapping",
+           "numbers", "percentile", "records", "server_now"]
+
+
+def live(facts: Facts) -> bool:
+    """True when the collector talked to the server (no connection-level error)."""
+    return facts.get("error") is None
+
+
+def latest_info(facts: Facts) -> dict[str, Any] | None:
+    """The most recent INFO sample (the second, else the first)."""
+    for key in ("info_after", "info"):
+        value = facts.get(key)
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """`value` if it is a dict, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def records(value: Any) -> list[dict[str, Any]]:
+    """The dicts in `value` if it is a list (anything else counts as no records)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def numbers(value: Any) -> list[float]:
+    """The finite numbers in `value` if it is a list."""
+    items = value if isinstance(value, list) else []
+    return [float(v) for v in items if isinstance(v, int | float) and math.isfinite(v)]
+
+
+def as_int(value: Any) -> int | None:
+    """An integer from an INFO/CONFIG value, None if it is not one."""
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
+        return None
+
+
+def as_float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def delta(facts: Facts, key: str) -> int | None:
+    """How much counter `key` grew between the two INFO samples (None if unknown)."""
+    before, after = facts.get("info"), facts.get("info_after")
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return None
+    first, second = as_int(before.get(key)), as_int(after.get(key))
+    if first is None or second is None:
+        return None
+    return max(0, second - first)  # a restart between samples resets counters
+
+
+def percentile(samples: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..1) of `samples`, None when there are none."""
+    values = sorted(samples)
+    if not values:
+        return None
+    rank = max(1, math.ceil(q * len(values)))
+    return float(values[rank - 1])
+
+
+def server_now(facts: Facts) -> float:
+    """The server's clock (INFO server_time_usec) in unix seconds, else ours: slow-log
+    and latency timestamps are the server's, so compare them with its own clock."""
+    info = latest_info(facts) or {}
+    usec = as_int(info.get("server_time_usec"))
+    return usec / 1e6 if usec else time.time()
+
+
+def human_bytes(size: float) -> str:
+    """1536 → '1.5 KiB'."""
+    if abs(size) < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if abs(size) < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} TiB"

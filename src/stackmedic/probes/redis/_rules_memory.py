@@ -1,0 +1,220 @@
+"""Redis rules about memory and keys: limit, eviction policy, evictions, hit rate,
+fragmentation and big keys. They read the `redis.server` facts only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from stackmedic.checks import Facts, RuleContext
+from stackmedic.findings import Finding, Severity
+from stackmedic.probes.redis import probe
+from stackmedic.probes.redis._derive import (
+    as_float,
+    as_int,
+    delta,
+    human_bytes,
+    latest_info,
+    live,
+    mapping,
+    records,
+)
+from stackmedic.thresholds import Threshold
+
+# MEMORY DOCTOR's own limits: fragmentation only matters past 10 MB of waste, and
+# below 5 MB of data the ratios of an almost empty instance mean nothing.
+FRAG_MIN_EXCESS = 10 * 1024 * 1024
+SMALL_INSTANCE = 5 * 1024 * 1024
+MIN_LOOKUPS = 20  # fewer lookups than this in the interval say nothing about a hit rate
+
+
+def _unknown(ctx: RuleContext, symptom: str, facts: Facts, what: str) -> Finding:
+    return ctx.finding(symptom, Severity.UNKNOWN, f"cannot judge {what}: INFO was not "
+                       f"readable as user {facts.get('user')!r}",
+                       evidence={"user": facts.get("user"), "denied": facts.get("denied")},
+                       cause="the ACL user lacks +info (see docs/redis.md for the permissions)")
+
+
+@probe.rule("redis.memory", uses="server",
+            symptoms=["cache.memory.near_limit", "cache.policy.noeviction_full"],
+            thresholds={"cache.memory.near_limit": Threshold(0.85, 0.95, unit="ratio"),
+                        "cache.policy.noeviction_full": Threshold(0.90, 0.98, unit="ratio")})
+def memory(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Used memory against maxmemory (or system memory when unlimited); noeviction
+    close to the limit means writes are about to fail with OOM."""
+    if not live(facts):
+        return
+    info = latest_info(facts)
+    if info is None:
+        yield _unknown(ctx, "cache.memory.near_limit", facts, "memory use")
+        return
+    # Redis leaves replication and AOF buffers out of the eviction decision; so do we.
+    used = (as_int(info.get("used_memory")) or 0) - (as_int(info.get("mem_not_counted_for_evict"))
+                                                      or 0)
+    maxmemory = as_int(info.get("maxmemory")) or 0
+    limit, basis = (maxmemory, "maxmemory") if maxmemory else \
+        (as_int(info.get("total_system_memory")) or 0, "system memory")
+    policy = str(info.get("maxmemory_policy", "?"))
+    oom = as_int(mapping(info.get("errorstats")).get("OOM")) or 0
+    evidence = {"target": facts.get("target"), "used_memory": used, "limit": limit,
+                "basis": basis, "maxmemory": maxmemory,
+                "policy": policy, "oom_errors": oom, "used_human": human_bytes(used),
+                "limit_human": human_bytes(limit)}
+    if not limit:
+        yield ctx.finding("cache.memory.near_limit", Severity.UNKNOWN,
+                          "neither maxmemory nor total_system_memory is known",
+                          evidence=evidence)
+        return
+    ratio = round(used / limit, 4)
+    cause = ("the data set outgrew maxmemory: more keys, larger values or missing TTLs"
+             if maxmemory else "Redis has no maxmemory and is growing towards the machine's "
+             "memory; the kernel OOM killer, not Redis, will decide what happens")
+    yield ctx.judge("cache.memory.near_limit", ratio,
+                    f"{human_bytes(used)} used of {human_bytes(limit)} {basis} ({ratio:.0%}), "
+                    f"policy {policy}", evidence=evidence, cause=cause)
+    if policy != "noeviction" or not maxmemory:
+        why = "no maxmemory set" if not maxmemory else f"policy {policy} evicts keys when full"
+        yield ctx.finding("cache.policy.noeviction_full", Severity.OK,
+                          f"writes cannot fail with OOM here: {why}", observed=ratio,
+                          unit="ratio", evidence=evidence)
+        return
+    refused = f"; {oom} commands already refused with OOM" if oom else ""
+    yield ctx.judge("cache.policy.noeviction_full", ratio,
+                    f"maxmemory-policy noeviction at {ratio:.0%} of maxmemory: writes will "
+                    f"fail with OOM{refused}", evidence=evidence,
+                    cause="noeviction suits a primary data store, not a cache: when the "
+                          "limit is reached every write is refused instead of evicting keys")
+
+
+@probe.rule("redis.evictions", uses="server", symptoms=["cache.evictions"],
+            thresholds={"cache.evictions": Threshold(1.0, 100.0, unit="keys/s")})
+def evictions(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """evicted_keys rising between the two INFO samples of this run, as keys/s."""
+    if not live(facts):
+        return
+    grew, interval = delta(facts, "evicted_keys"), as_float(facts.get("interval_s")) or 0.0
+    if grew is None or interval <= 0:
+        yield _unknown(ctx, "cache.evictions", facts, "evictions")
+        return
+    info = latest_info(facts) or {}
+    rate = round(grew / interval, 2)
+    evidence = {"target": facts.get("target"), "evicted_during_interval": grew,
+                "interval_s": interval,
+                "evicted_total": as_int(info.get("evicted_keys")),
+                "policy": info.get("maxmemory_policy"), "maxmemory": info.get("maxmemory"),
+                "maxmemory_human": human_bytes(as_int(info.get("maxmemory")) or 0)}
+    yield ctx.judge("cache.evictions", rate,
+                    f"{grew} keys evicted in {interval:.1f}s ({rate:g}/s; "
+                    f"{evidence['evicted_total']} since start)", evidence=evidence,
+                    cause="the working set does not fit in maxmemory, so Redis drops keys "
+                          "the application may still want (hypothesis: maxmemory too small "
+                          "or keys without TTL)")
+
+
+@probe.rule("redis.hit_rate", uses="server", symptoms=["cache.hit_rate.low"],
+            thresholds={"cache.hit_rate.low": Threshold(0.70, 0.30, unit="ratio",
+                                                        direction="below")})
+def hit_rate(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Keyspace hits / lookups over the sampling interval (the lifetime figure beside it)."""
+    if not live(facts):
+        return
+    hits, misses = delta(facts, "keyspace_hits"), delta(facts, "keyspace_misses")
+    info = latest_info(facts)
+    if hits is None or misses is None or info is None:
+        yield _unknown(ctx, "cache.hit_rate.low", facts, "the hit rate")
+        return
+    total_hits = as_int(info.get("keyspace_hits")) or 0
+    total = total_hits + (as_int(info.get("keyspace_misses")) or 0)
+    lifetime = round(total_hits / total, 4) if total else None
+    evidence = {"target": facts.get("target"), "hits": hits, "misses": misses,
+                "interval_s": as_float(facts.get("interval_s")),
+                "lifetime_hit_rate": lifetime, "lifetime_lookups": total}
+    lifetime_text = f"{lifetime:.0%} since start" if lifetime is not None else "no lookups yet"
+    if hits + misses < MIN_LOOKUPS:
+        yield ctx.finding("cache.hit_rate.low", Severity.OK,
+                          f"only {hits + misses} lookups during the sample, too few to judge "
+                          f"({lifetime_text})", evidence=evidence)
+        return
+    rate = round(hits / (hits + misses), 4)
+    yield ctx.judge("cache.hit_rate.low", rate,
+                    f"hit rate {rate:.0%} over the last {evidence['interval_s'] or 0:.1f}s "
+                    f"({hits} hits, {misses} misses; {lifetime_text})", evidence=evidence,
+                    cause="the application reads keys that are not there: cold cache, TTLs "
+                          "shorter than the reuse interval, evictions, or key names that "
+                          "never match what was written (hypothesis)")
+
+
+@probe.rule("redis.fragmentation", uses="server", symptoms=["cache.fragmentation"],
+            thresholds={"cache.fragmentation": Threshold(1.4, 2.0, unit="x")})
+def fragmentation(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """MEMORY DOCTOR's rules: ratio above 1.4 with over 10 MB wasted; below 1 means swap."""
+    if not live(facts):
+        return
+    info = latest_info(facts)
+    if info is None:
+        yield _unknown(ctx, "cache.fragmentation", facts, "fragmentation")
+        return
+    ratio = as_float(info.get("mem_fragmentation_ratio"))
+    used, rss = as_int(info.get("used_memory")) or 0, as_int(info.get("used_memory_rss")) or 0
+    if ratio is None:
+        return
+    excess = rss - used
+    evidence = {"target": facts.get("target"), "ratio": ratio, "used_memory": used,
+                "used_memory_rss": rss, "excess": excess,
+                "excess_human": human_bytes(excess)}
+    if used < SMALL_INSTANCE:
+        yield ctx.finding("cache.fragmentation", Severity.OK,
+                          f"fragmentation {ratio:.2f} is meaningless on {human_bytes(used)} "
+                          "of data", observed=ratio, unit="x", evidence=evidence)
+    elif ratio < 1:
+        yield ctx.finding("cache.fragmentation", Severity.WARNING,
+                          f"RSS {human_bytes(rss)} below used memory {human_bytes(used)} "
+                          f"(ratio {ratio:.2f}): part of Redis is swapped out",
+                          observed=ratio, unit="x", evidence=evidence,
+                          cause="the machine is short of memory and the kernel swapped Redis "
+                                "pages out; every access to them is a disk read")
+    elif excess < FRAG_MIN_EXCESS:
+        yield ctx.finding("cache.fragmentation", Severity.OK,
+                          f"fragmentation {ratio:.2f}, {human_bytes(excess)} beyond the data",
+                          observed=ratio, unit="x", evidence=evidence)
+    else:
+        yield ctx.judge("cache.fragmentation", ratio,
+                        f"fragmentation {ratio:.2f}: RSS {human_bytes(rss)} for "
+                        f"{human_bytes(used)} of data ({human_bytes(excess)} wasted)",
+                        evidence=evidence,
+                        cause="many keys were deleted or resized and the allocator could not "
+                              "give the freed pages back (hypothesis: a churn of mixed-size "
+                              "values)")
+
+
+@probe.rule("redis.bigkeys", uses="server", symptoms=["cache.bigkeys"], cost="moderate",
+            thresholds={"cache.bigkeys": Threshold(10 * 1024**2, 100 * 1024**2,
+                                                   unit="bytes")})
+def bigkeys(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Keys above the size threshold among those sampled with SCAN + MEMORY USAGE."""
+    sample = facts.get("bigkeys") if live(facts) else None
+    if not isinstance(sample, dict):
+        return
+    warning = ctx.threshold("cache.bigkeys").breached() or float("inf")
+    largest = records(sample.get("largest"))
+    scope = (f"{sample.get('scanned')} keys sampled"
+             f"{'' if sample.get('complete') else ' (partial: key or time budget reached)'}")
+    base = {k: sample.get(k) for k in ("scanned", "complete", "max_keys", "budget_s",
+                                       "elapsed_s", "per_type")} | {"target": facts.get("target")}
+    big = [k for k in largest if (as_int(k.get("bytes")) or 0) >= warning]
+    for key in big:
+        size = as_int(key.get("bytes")) or 0
+        yield ctx.judge("cache.bigkeys", size,
+                        f"key {key.get('key')!r} ({key.get('type')}) uses {human_bytes(size)}; "
+                        f"{scope}", evidence={**base, "key": key.get("key"),
+                                              "type": key.get("type"), "bytes": size,
+                                              "largest": largest},
+                        identity=("key",),
+                        cause="one key holds a large collection or value: every read, write, "
+                              "expiry or migration of it blocks the server and the network")
+    if not big:
+        top = largest[0] if largest else {}
+        size = as_int(top.get("bytes")) or 0
+        yield ctx.judge("cache.bigkeys", size,
+                        f"largest sampled key {human_bytes(size)}"
+                        f"{' (' + str(top.get('key')) + ')' if top else ''}; {scope}",
+                        evidence={**base, "largest": largest})

@@ -1,0 +1,138 @@
+"""Memory faults induced for real: evictions, noeviction at the limit, misses,
+fragmentation and big keys."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+import redis
+from stackmedic.findings import Severity
+from tests.fixtures.redis import RedisServer
+from tests.redis.conftest import Workload, admin, diagnose, only, wait_for
+
+SMALL_LRU = ("--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru")
+
+
+def test_writes_past_maxmemory_with_lru_are_evictions(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    """Writing into a full allkeys-lru server during the run shows evictions and a full cache."""
+    server = redis_factory(*SMALL_LRU)
+    client = admin(server)
+    counter = itertools.count()
+    with Workload(lambda: client.set(f"k{next(counter)}", "x" * 1024)):
+        wait_for(lambda: client.info("stats")["evicted_keys"] > 0, "the first eviction")
+        findings = diagnose(server.url)
+    evictions = only(findings, "cache.evictions")
+    assert evictions.severity in (Severity.WARNING, Severity.CRITICAL)
+    assert evictions.evidence["evicted_during_interval"] > 0
+    assert evictions.remedy is not None and "CONFIG SET maxmemory" in evictions.remedy.steps[0]
+    near = only(findings, "cache.memory.near_limit")
+    assert near.severity is Severity.CRITICAL and near.evidence["basis"] == "maxmemory"
+    assert only(findings, "cache.policy.noeviction_full").severity is Severity.OK
+
+
+def test_noeviction_at_the_limit_says_writes_fail(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    """A noeviction server filled until it answers OOM is critical noeviction_full."""
+    server = redis_factory("--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
+    client = admin(server)
+    with pytest.raises(redis.ResponseError, match="maxmemory"):
+        for i in range(100_000):
+            client.set(f"k{i}", "x" * 1024)
+    findings = diagnose(server.url)
+    full = only(findings, "cache.policy.noeviction_full")
+    assert full.severity is Severity.CRITICAL
+    assert full.evidence["oom_errors"] >= 1
+    assert full.remedy is not None
+    assert any("maxmemory-policy allkeys-lru" in step for step in full.remedy.steps)
+    assert only(findings, "cache.evictions").severity is Severity.OK
+
+
+def test_a_miss_heavy_workload_is_a_low_hit_rate(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    """Nine misses per hit during the sampling interval give a critical cache.hit_rate.low."""
+    server = redis_factory()
+    client = admin(server)
+    client.set("present", "1")
+    names = itertools.cycle(["present"] + [f"absent{i}" for i in range(9)])
+    with Workload(lambda: client.get(next(names))):
+        finding = only(diagnose(server.url), "cache.hit_rate.low")
+    assert finding.severity is Severity.CRITICAL
+    assert finding.observed is not None and finding.observed < 0.3
+    assert finding.evidence["misses"] > finding.evidence["hits"] > 0
+    assert finding.evidence["lifetime_hit_rate"] is not None
+
+
+def test_a_busy_cache_with_hits_is_not_a_low_hit_rate(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    """Only hits during the interval give an ok hit rate with the measured figure."""
+    server = redis_factory()
+    client = admin(server)
+    client.set("present", "1")
+    with Workload(lambda: client.get("present")):
+        finding = only(diagnose(server.url), "cache.hit_rate.low")
+    assert finding.severity is Severity.OK and finding.observed == 1.0
+
+
+def test_deleting_most_keys_leaves_fragmentation(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    """Filling 100k values and deleting nine in ten leaves RSS far above the data."""
+    server = redis_factory("--enable-debug-command", "yes")
+    client = admin(server)
+    client.execute_command("DEBUG", "POPULATE", 100_000, "frag", 500)
+    pipe = client.pipeline(transaction=False)
+    for i in range(100_000):
+        if i % 10:
+            pipe.delete(f"frag:{i}")
+    pipe.execute()
+    finding = only(diagnose(server.url, max_keys=0), "cache.fragmentation")
+    assert finding.severity in (Severity.WARNING, Severity.CRITICAL), finding.summary
+    assert finding.evidence["excess"] > 10 * 1024 * 1024
+    assert finding.remedy is not None and "activedefrag" in finding.remedy.steps[0]
+
+
+@pytest.fixture
+def bigkey_server(redis_factory: Callable[..., RedisServer]) -> RedisServer:
+    """100k small keys and one 50 MB list."""
+    server = redis_factory("--enable-debug-command", "yes")
+    client = admin(server)
+    client.execute_command("DEBUG", "POPULATE", 100_000, "small", 20)
+    element = "e" * 500
+    pipe = client.pipeline(transaction=False)
+    for _ in range(100):
+        pipe.rpush("biglist", *([element] * 1000))
+    pipe.execute()
+    return server
+
+
+def test_a_50mb_list_among_100k_keys_is_a_big_key(bigkey_server: RedisServer) -> None:
+    """A full scan finds the 50 MB list and reports its name, type and size."""
+    findings = diagnose(bigkey_server.url, deadline=60, max_keys=200_000,
+                        bigkey_budget_s=50, timeout=55)
+    finding = only(findings, "cache.bigkeys")
+    assert finding.severity is Severity.WARNING
+    assert (finding.evidence["key"], finding.evidence["type"]) == ("biglist", "list")
+    assert finding.evidence["bytes"] >= 50_000_000
+    assert finding.evidence["scanned"] == 100_001 and finding.evidence["complete"]
+    assert finding.remedy is not None and "biglist" in finding.remedy.steps[0]
+
+
+def test_big_key_sampling_stops_at_max_keys(bigkey_server: RedisServer) -> None:
+    """With max_keys=1000 the sample stops there and says it is partial."""
+    finding = only(diagnose(bigkey_server.url, deadline=60, max_keys=1000,
+                            bigkey_budget_s=50, timeout=55),
+                   "cache.bigkeys")
+    assert finding.evidence["scanned"] == 1000
+    assert finding.evidence["complete"] is False
+    assert "partial" in finding.summary
+
+
+def test_big_key_sampling_stops_at_its_time_budget(bigkey_server: RedisServer) -> None:
+    """A tiny time budget ends the scan early even though max_keys would allow more."""
+    finding = only(diagnose(bigkey_server.url, max_keys=1_000_000, bigkey_budget_s=0.01),
+                   "cache.bigkeys")
+    assert finding.evidence["complete"] is False
+    assert 0 < finding.evidence["scanned"] < 100_001
