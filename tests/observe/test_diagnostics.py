@@ -1,0 +1,106 @@
+"""The diagnostics document, its Prometheus exposition and the ObserveApp routing."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from stackmedic.observe import Diagnostics, LatencyTracker, ObserveApp, exposition
+from stackmedic.resilience import (
+    BreakerConfig,
+    BreakerRegistry,
+    DegradationManager,
+    Retry,
+    WorkQueue,
+)
+from tests.app.servers import serve
+
+
+def make() -> tuple[Diagnostics, BreakerRegistry]:
+    registry = BreakerRegistry({"fast": BreakerConfig(consecutive_failures=1)})
+    with pytest.raises(ZeroDivisionError):
+        registry.breaker("payments", "fast").call(lambda: 1 / 0)
+    registry.breaker("search")
+    tracker = LatencyTracker()
+    tracker.record("checkout", 0.25)
+    diagnostics = Diagnostics(service="shop")
+    diagnostics.add_breakers(registry)
+    diagnostics.add_latency(tracker)
+    diagnostics.add_queue(WorkQueue("orders", lambda item: None, capacity=10))  # type: ignore[arg-type, return-value]
+    diagnostics.add_retry(Retry("payments"))
+    diagnostics.set_degradation(DegradationManager())
+    diagnostics.add_pool("db", lambda: {"in_use": 3, "max": 10, "waiting": 0})
+    diagnostics.register("events", lambda: {"projection_lag": 4})
+    diagnostics.register("broken", lambda: 1 / 0)
+    return diagnostics, registry
+
+
+def test_snapshot_has_every_section_and_isolates_a_broken_source() -> None:
+    """The document carries every registered source; one that raises shows as its error."""
+    doc, _ = make()
+    snap = doc.snapshot()
+    assert snap["breakers"]["payments"]["state"] == "open"
+    assert snap["queues"]["orders"]["capacity"] == 10
+    assert snap["retries"]["payments"]["calls"] == 0
+    assert snap["latency"]["checkout"]["count"] == 1
+    assert snap["pools"]["db"]["in_use"] == 3
+    assert snap["degradation"]["level"] == "full"
+    assert snap["components"]["events"] == {"projection_lag": 4}
+    assert snap["components"]["broken"]["error"].startswith("ZeroDivisionError")
+    assert snap["time"].endswith("Z")
+    json.dumps(snap)
+
+
+def test_prometheus_exposition_uses_resilience4j_names() -> None:
+    """Breaker state and rates use resilience4j metric names; latency is a summary."""
+    doc, _ = make()
+    text = exposition(doc.snapshot())
+    assert 'resilience4j_circuitbreaker_state{name="payments",state="open"} 1' in text
+    assert 'resilience4j_circuitbreaker_state{name="search",state="closed"} 1' in text
+    assert 'resilience4j_circuitbreaker_failure_rate{name="search"} -1' in text
+    assert 'stackmedic_operation_latency_seconds{operation="checkout",quantile="0.99"}' in text
+    assert 'stackmedic_pool_in_use{name="db"} 3' in text
+    assert "stackmedic_degradation_level 0" in text
+
+
+def test_observe_app_serves_its_routes_and_passes_the_rest_to_the_fallback() -> None:
+    """/diagnostics and /metrics answer; other paths reach the wrapped app; admin is off."""
+    doc, _ = make()
+
+    async def fallback(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "lifespan":
+            return
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b"teapot"})
+
+    with serve(ObserveApp(diagnostics=doc, fallback=fallback)) as app:
+        diag = httpx.get(app.url + "/diagnostics", timeout=10)
+        metrics = httpx.get(app.url + "/metrics", timeout=10)
+        other = httpx.get(app.url + "/products", timeout=10)
+        admin = httpx.post(app.url + "/admin/breakers/payments/reset", timeout=10)
+    assert diag.status_code == 200 and diag.json()["service"] == "shop"
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert other.status_code == 418
+    assert admin.status_code == 418  # no admin token: the route does not exist
+
+
+def test_admin_forces_states_and_degradation_and_validates_input() -> None:
+    """Admin POSTs force a breaker state and the degradation level; bad input is a 400."""
+    doc, registry = make()
+    auth = {"Authorization": "Bearer s3cret-token"}
+    with serve(ObserveApp(diagnostics=doc, admin_token="s3cret-token")) as app:
+        forced = httpx.post(app.url + "/admin/breakers/search/state", headers=auth,
+                            json={"state": "forced_open"}, timeout=10)
+        bad = httpx.post(app.url + "/admin/breakers/search/state", headers=auth,
+                         json={"state": "sideways"}, timeout=10)
+        missing = httpx.post(app.url + "/admin/breakers/nope/reset", headers=auth, timeout=10)
+        level = httpx.post(app.url + "/admin/degradation", headers=auth,
+                           json={"level": "degraded"}, timeout=10)
+        wrong = httpx.post(app.url + "/admin/degradation",
+                           headers={"Authorization": "Bearer guess"}, json={}, timeout=10)
+    assert forced.json() == {"breaker": "search", "state": "forced_open"}
+    assert registry["search"].state.label == "forced_open"
+    assert (bad.status_code, missing.status_code, wrong.status_code) == (400, 404, 401)
+    assert level.json()["level"] == "degraded"

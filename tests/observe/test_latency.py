@@ -1,0 +1,97 @@
+"""LatencyTracker and its log-bucket sketch: accuracy, merging, windows, decorators."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from stackmedic.observe import LatencyTracker, LogSketch
+
+
+def exact(values: list[float], q: float) -> float:
+    return sorted(values)[int(q * (len(values) - 1))]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sketch_quantiles_are_within_one_percent_relative_error(seed: int) -> None:
+    """p50/p95/p99/p99.9 of 50,000 lognormal latencies are within 1% of the exact values."""
+    rng = random.Random(seed)
+    values = [rng.lognormvariate(-4, 1.2) for _ in range(50_000)]
+    sketch = LogSketch(0.01)
+    for v in values:
+        sketch.add(v)
+    for q in (0.5, 0.95, 0.99, 0.999):
+        estimate = sketch.quantile(q)
+        assert estimate is not None
+        assert abs(estimate - exact(values, q)) / exact(values, q) <= 0.01, q
+
+
+def test_merged_sketches_equal_one_sketch_of_all_values() -> None:
+    """Merging per-shard sketches gives the same quantiles as one sketch, also via JSON."""
+    rng = random.Random(7)
+    shards = [[rng.expovariate(20) for _ in range(5000)] for _ in range(4)]
+    whole, merged = LogSketch(), LogSketch()
+    for shard in shards:
+        part = LogSketch()
+        for v in shard:
+            part.add(v)
+            whole.add(v)
+        merged.merge(LogSketch.from_dict(part.to_dict()))
+    assert merged.count == whole.count == 20_000
+    for q in (0.5, 0.9, 0.99):
+        assert merged.quantile(q) == whole.quantile(q)
+    with pytest.raises(ValueError):
+        merged.merge(LogSketch(0.02))
+
+
+def test_empty_and_zero_values() -> None:
+    """An empty sketch has no quantile; zero durations count as zero."""
+    sketch = LogSketch()
+    assert sketch.quantile(0.5) is None
+    sketch.add(0.0)
+    sketch.add(0.0)
+    sketch.add(1.0)
+    assert sketch.quantile(0.5) == 0.0 and sketch.quantile(1.0) == pytest.approx(1.0, rel=0.01)
+
+
+def test_tracker_window_forgets_old_slices() -> None:
+    """Calls older than the window drop out of the snapshot, slice by slice."""
+    now = [0.0]
+    tracker = LatencyTracker(window=60, slices=6, clock=lambda: now[0])
+    for _ in range(10):
+        tracker.record("db", 0.5, error=True)
+    now[0] = 30
+    for _ in range(10):
+        tracker.record("db", 0.01)
+    snap = tracker.snapshot()["db"]
+    assert (snap["count"], snap["errors"], snap["error_rate"]) == (20, 10, 0.5)
+    now[0] = 65  # the first ten are now older than 60 s
+    snap = tracker.snapshot()["db"]
+    assert (snap["count"], snap["errors"]) == (10, 0)
+    assert snap["p99"] == pytest.approx(0.01, rel=0.01)
+    now[0] = 1000
+    assert tracker.snapshot()["db"]["count"] == 0
+
+
+def test_track_decorator_and_context_manager_count_calls_and_errors() -> None:
+    """@track and `with track()` time sync and async code and count raised errors."""
+    tracker = LatencyTracker()
+
+    @tracker.track("sync")
+    def ok() -> int:
+        return 1
+
+    @tracker.track("async")
+    async def fails() -> None:
+        raise RuntimeError
+
+    ok()
+    with pytest.raises(RuntimeError):
+        asyncio.run(fails())
+    with pytest.raises(KeyError), tracker.track("block"):
+        raise KeyError
+    snap = tracker.snapshot()
+    assert {op: (s["count"], s["errors"]) for op, s in snap.items()} == {
+        "async": (1, 1), "block": (1, 1), "sync": (1, 0)}
