@@ -16,10 +16,15 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import time
+
 import typer
 import typer.core
 
 from stackmedic import __version__
+
+# `--deadline` bounds the whole command, start-up and stack loading included.
+_STARTED = time.monotonic()
 
 __all__ = ["app", "main"]
 
@@ -92,8 +97,9 @@ def doctor(
     from stackmedic.report import render
 
     stack = _resolve_stack(config)
+    remaining = max(0.5, deadline - (time.monotonic() - _STARTED))
     with _progress(enabled=progress and sys.stderr.isatty()) as on_progress:
-        run = run_doctor(stack, deadline=deadline, progress=on_progress)
+        run = run_doctor(stack, deadline=remaining, progress=on_progress)
     if record is not None:
         import json
 
@@ -276,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     from stackmedic.errors import StackmedicError
     from stackmedic.redact import redact_text
 
+    global _STARTED
+    _STARTED = time.monotonic()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
