@@ -230,3 +230,8 @@ async def fetch_target(component: HttpSettings, ctx: CollectContext, target: Tar
             first["exposition"] = parse_exposition(
                 body[:body.rfind("\n") + 1] if first["truncated"] else body)
     return out
+
+
+def discover_url(host: str, port: int) -> dict[str, Any]:
+    """Autodiscovery spec for the HTTP-speaking kinds: a plain http:// base URL."""
+    return {"url": f"http://{host}:{port}/"}

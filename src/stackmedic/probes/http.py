@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stackmedic.checks import CollectContext, Facts, Probe, RuleContext
 from stackmedic.findings import Finding, Severity
 from stackmedic.probes import _conditions
-from stackmedic.probes._fetch import HttpSettings, Target, fetch_target
+from stackmedic.probes._fetch import HttpSettings, Target, discover_url, fetch_target
 from stackmedic.thresholds import Threshold
 
 __all__ = ["HttpComponent", "HttpEndpoint", "probe"]
@@ -67,7 +67,7 @@ class HttpComponent(HttpSettings):
 
 
 probe = Probe("http", HttpComponent, description="an HTTP service (status, latency, health)",
-              default_ports=(8000, 8080))
+              default_ports=(8000, 8080), discover=discover_url)
 
 
 @probe.collector("request", timeout=10.0)

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from stackmedic.checks import CollectContext, Facts, Probe, RuleContext
 from stackmedic.findings import Finding, Severity
-from stackmedic.probes._fetch import HttpSettings, exchange
+from stackmedic.probes._fetch import HttpSettings, discover_url, exchange
 
 __all__ = ["GrafanaComponent", "PrometheusComponent", "grafana", "prometheus"]
 
@@ -37,9 +37,9 @@ class GrafanaComponent(HttpSettings):
     """A stack-file entry: `{kind: grafana, url: "http://127.0.0.1:3000"}`."""
 
 
-prometheus = Probe("prometheus", PrometheusComponent, default_ports=(9090,),
+prometheus = Probe("prometheus", PrometheusComponent, default_ports=(9090,), discover=discover_url,
                    description="a Prometheus server (health, scrape targets)")
-grafana = Probe("grafana", GrafanaComponent, default_ports=(3000,),
+grafana = Probe("grafana", GrafanaComponent, default_ports=(3000,), discover=discover_url,
                 description="a Grafana server (health, database)")
 
 

@@ -47,7 +47,7 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
     for component in ranked:
         mine = [f for f in findings if f["component"] == component["name"]]
         problems = [f for f in mine if f["severity"] in ("critical", "unknown", "warning")]
-        passed = sum(1 for f in mine if f["severity"] in ("ok", "info"))
+        passed = sum(1 for f in mine if f["severity"] == "ok")
         console.print()
         style = _STYLE[component["status"]]
         console.print(f"[bold]{escape(component['name'])}[/] [dim]({component['kind']})[/] "
@@ -55,6 +55,9 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
                       f"[dim]{f'  {passed} checks ok' if passed else ''}[/]")
         for finding in problems:
             _finding(console, finding, by_fp, escape)
+        for finding in (f for f in mine if f["severity"] == "info"):
+            console.print(f"  [{_STYLE['info']}]{'INFO':8}[/] {escape(finding['symptom'])}: "
+                          f"{escape(finding['summary'])}")
     return buffer.getvalue()
 
 
