@@ -94,9 +94,10 @@ def _server(**kwargs: Any) -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="module")
 def pg_busy() -> Iterator[PostgresServer]:
-    """A small server for session faults: 20 connections, fast deadlock detection."""
+    """A small server for session faults: 20 connections, fast deadlock detection,
+    two-phase commit allowed."""
     yield from _server(settings={"max_connections": "20", "superuser_reserved_connections": "3",
-                                 "deadlock_timeout": "100ms"})
+                                 "deadlock_timeout": "100ms", "max_prepared_transactions": "2"})
 
 
 @pytest.fixture(scope="module")

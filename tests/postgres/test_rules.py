@@ -16,10 +16,12 @@ from stackmedic.doctor import evaluate
 from stackmedic.findings import Finding, Severity
 from stackmedic.probes.postgres import PostgresComponent
 from stackmedic.probes.postgres.collect import _connect, classify_error
+from stackmedic.probes.postgres.queries import scrub_sql
+from stackmedic.runbooks import attach_remedy
 from stackmedic.testing import run_components, with_symptom
 from stackmedic.thresholds import Thresholds
 from tests.fixtures.postgres import PostgresServer
-from tests.postgres.conftest import doctor, psycopg
+from tests.postgres.conftest import doctor, new_database, psycopg
 
 
 def recorded(server: PostgresServer) -> tuple[PostgresComponent, dict[str, Any]]:
@@ -31,8 +33,9 @@ def recorded(server: PostgresServer) -> tuple[PostgresComponent, dict[str, Any]]
 
 
 def judge(component: PostgresComponent, facts: dict[str, Any]) -> list[Finding]:
-    """Apply every postgres rule to recorded facts, as the doctor would."""
-    return evaluate("db", component, "snapshot", facts, Thresholds(default_thresholds()))
+    """Apply every postgres rule to recorded facts and fill remedies, as the doctor would."""
+    return [attach_remedy(f) for f in evaluate("db", component, "snapshot", facts,
+                                               Thresholds(default_thresholds()))]
 
 
 def test_session_is_read_only_with_timeouts(pg_shared: PostgresServer) -> None:
@@ -50,6 +53,17 @@ def test_session_is_read_only_with_timeouts(pg_shared: PostgresServer) -> None:
             conn.execute("CREATE TABLE must_not_exist (x int)")
     assert shown == {"application_name": "stackmedic", "default_transaction_read_only": "on",
                      "statement_timeout": "2s", "lock_timeout": "1s"}
+
+
+def test_timestamps_are_utc_whatever_the_session_zone(pg_shared: PostgresServer) -> None:
+    """A dsn asking for another TimeZone still yields facts and evidence in UTC with Z."""
+    dsn = new_database(pg_shared, "zoned")
+    pg_shared.psql("SELECT pg_stat_reset()", dbname="zoned")  # sets stats_reset
+    run = doctor(dsn + "?options=-c%20TimeZone%3DAsia/Tokyo")
+    deadlocks = with_symptom(run.findings, "db.deadlocks")
+    assert [f.severity for f in deadlocks] == [Severity.OK]
+    stamp = deadlocks[0].evidence["stats_reset"]
+    assert isinstance(stamp, str) and stamp.endswith("Z"), stamp
 
 
 def test_pg_environment_variables_replace_a_missing_dsn(
@@ -135,6 +149,9 @@ def test_garbage_facts_become_findings_not_tracebacks(pg_shared: PostgresServer)
     missing = with_symptom(findings, "db.index.missing")
     assert [f.severity for f in missing] == [Severity.UNKNOWN]
     assert missing[0].evidence["grant"] == "GRANT pg_monitor TO postgres;"
+    assert missing[0].remedy is not None  # how to make the check run, no <placeholders>
+    assert missing[0].remedy.steps == ("Let role postgres read the statistics (as a "
+                                       "superuser): `GRANT pg_monitor TO postgres;`",)
     assert not with_symptom(findings, "stackmedic.check.failed")
 
 
@@ -147,3 +164,34 @@ def test_every_db_runbook_has_the_four_sections_and_fix_steps() -> None:
         assert text.startswith("# "), symptom
         assert tuple(sections(text)) == SECTIONS, symptom
         assert fix_steps(text), symptom
+
+
+def test_idle_leak_over_the_unix_socket_targets_null_client_addr(
+        pg_shared: PostgresServer) -> None:
+    """Sessions without a client address (unix socket) are matched with IS NULL in the
+    remedy, and an application name with a quote is quoted as SQL."""
+    component, facts = recorded(pg_shared)
+    facts = copy.deepcopy(facts)
+    base = {"datname": "app", "usename": "cron", "client_addr": None, "state": "idle",
+            "wait_event_type": None, "wait_event": None, "xact_age_s": None,
+            "query_age_s": 900.0, "state_age_s": 900.0, "application_name": "bob's job",
+            "query": "SELECT 1", "blocked_by": None, "hidden": False}
+    facts["activity"]["sessions"] += [{**base, "pid": 1000 + i} for i in range(12)]
+    leak = with_symptom(judge(component, facts), "db.connections.idle_leak")
+    assert [f.severity for f in leak] == [Severity.WARNING]
+    assert leak[0].remedy is not None
+    assert ("WHERE client_addr IS NULL AND application_name = 'bob''s job' AND usename = "
+            "'cron'\n") in "\n".join(leak[0].remedy.steps)
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("ALTER ROLE app PASSWORD 'x''y z'", "ALTER ROLE app PASSWORD '***'"),
+    ("CREATE ROLE a LOGIN ENCRYPTED PASSWORD 'sekrit' VALID UNTIL 'infinity'",
+     "CREATE ROLE a LOGIN ENCRYPTED PASSWORD '***' VALID UNTIL 'infinity'"),
+    ("alter user a password $pw$sekrit$pw$", "alter user a password '***'"),
+    ("ALTER ROLE app PASSWORD 'cut by left(query, 30", "ALTER ROLE app PASSWORD '***'"),
+    ("ALTER ROLE app PASSWORD NULL", "ALTER ROLE app PASSWORD NULL"),
+])
+def test_password_literals_are_scrubbed_from_statements(text: str, shown: str) -> None:
+    """Statement texts shown as evidence never carry a password literal."""
+    assert scrub_sql(text) == shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -10,6 +11,7 @@ from typing import Any
 
 from stackmedic.doctor import Run
 from stackmedic.findings import Finding, Severity
+from stackmedic.runbooks import load_runbook, sections
 from stackmedic.testing import problems, with_symptom
 from tests.fixtures.postgres import PostgresServer
 from tests.postgres.conftest import Sessions, doctor, psycopg, wait_for
@@ -20,6 +22,17 @@ def one(run: Run, symptom: str) -> Finding:
     found = with_symptom(run.findings, symptom)
     assert len(found) == 1, [(f.symptom, f.severity, f.summary) for f in run.findings]
     return found[0]
+
+
+def filled(finding: Finding) -> str:
+    """The finding's remedy steps, asserting every `{evidence.*}` placeholder of its
+    runbook's Fix section was filled (an unfilled one renders as `<key>`)."""
+    fix = sections(load_runbook(finding.symptom))["Fix"]
+    wanted = set(re.findall(r"\{evidence\.(\w+)\}", fix))
+    missing = {k for k in wanted if not isinstance(finding.evidence.get(k), str | int | float)}
+    assert not missing, (finding.symptom, missing, finding.evidence)
+    assert finding.remedy is not None and finding.remedy.steps
+    return "\n".join(finding.remedy.steps)
 
 
 def activity(server: PostgresServer, where: str) -> str:
@@ -33,7 +46,7 @@ def test_stopped_server_is_down(pg_factory: Any) -> None:
     finding = one(doctor(server.dsn()), "db.down")
     assert finding.severity is Severity.CRITICAL
     assert finding.evidence["kind"] == "refused"
-    assert finding.remedy is not None and str(server.port) in "\n".join(finding.remedy.steps)
+    assert str(server.port) in filled(finding)
 
 
 def test_silent_listener_is_down_with_timeout() -> None:
@@ -71,6 +84,7 @@ def test_wrong_password_names_role_and_method_never_the_password(pg_factory: Any
     assert finding.evidence["user"] == "postgres"
     assert finding.evidence["auth_method"] == "scram-sha-256"
     assert "scram-sha-256" in finding.summary
+    assert "'postgres'" in filled(finding)
     dumped = json.dumps([f.to_dict() for f in run.findings]) + json.dumps(run.facts, default=str)
     assert "wrong-staple-9931" not in dumped and "right-horse-battery" not in dumped
     assert not with_symptom(run.findings, "db.down")
@@ -85,6 +99,22 @@ def test_nearly_full_server_names_the_holder(pg_busy: PostgresServer, sessions: 
     assert finding.evidence["available"] == 17
     assert finding.evidence["top_application"] == "leaky-app"
     assert finding.evidence["top_count"] == 15
+    assert "application_name = 'leaky-app' AND usename = 'postgres'" in filled(finding)
+
+
+def test_unprivileged_role_still_counts_every_slot(
+        pg_busy: PostgresServer, sessions: Sessions) -> None:
+    """A role without pg_monitor cannot see other roles' session details, yet the slots
+    those sessions hold still count: 14 of them plus its own is a warning, not ok."""
+    pg_busy.psql("DROP ROLE IF EXISTS nobody; CREATE ROLE nobody LOGIN")
+    for _ in range(14):
+        sessions.open(pg_busy.dsn(), app="hog")
+    finding = one(doctor(pg_busy.dsn(user="nobody")), "db.connections.exhausted")
+    assert finding.severity in (Severity.WARNING, Severity.CRITICAL)
+    assert finding.evidence["in_use"] >= 15
+    assert finding.evidence["hidden_sessions"] >= 14
+    assert (finding.evidence["top_application"], finding.evidence["top_count"]) == ("hog", 14)
+    assert finding.evidence["grant"] == "GRANT pg_monitor TO nobody;"
 
 
 def test_full_server_is_exhausted_not_down(pg_busy: PostgresServer, sessions: Sessions) -> None:
@@ -98,6 +128,7 @@ def test_full_server_is_exhausted_not_down(pg_busy: PostgresServer, sessions: Se
     assert finding.severity is Severity.CRITICAL
     assert finding.evidence["kind"] == "too_many"
     assert not with_symptom(run.findings, "db.down")
+    assert "WHERE backend_type = 'client backend'\n" in filled(finding)
 
 
 def test_idle_in_transaction_session_is_named(pg_busy: PostgresServer, sessions: Sessions) -> None:
@@ -114,8 +145,23 @@ def test_idle_in_transaction_session_is_named(pg_busy: PostgresServer, sessions:
     assert finding.evidence["pid"] == pid
     assert finding.evidence["application_name"] == "forgetful"
     assert "forgotten" in finding.evidence["query"]
-    assert finding.remedy is not None
-    assert f"pg_terminate_backend({pid})" in "\n".join(finding.remedy.steps)
+    assert f"pg_terminate_backend({pid})" in filled(finding)
+
+
+def test_password_in_a_statement_never_shows(pg_busy: PostgresServer, sessions: Sessions) -> None:
+    """A session idle in transaction after `ALTER ROLE … PASSWORD '…'` is reported, but the
+    password literal appears in no finding and no recorded fact."""
+    pg_busy.psql("DROP ROLE IF EXISTS rotated; CREATE ROLE rotated LOGIN")
+    conn = sessions.open(pg_busy.dsn(), app="rotator", autocommit=False)
+    conn.execute("ALTER ROLE rotated PASSWORD 'Hunter2-rotated-77'")
+    pid = conn.info.backend_pid
+    wait_for(lambda: "idle in transaction" in activity(pg_busy, f"pid = {pid}"), "idle txn")
+    run = doctor(pg_busy.dsn(), {"db.connections.idle_in_transaction": {"warning": 0.0}})
+    found = [f for f in with_symptom(run.findings, "db.connections.idle_in_transaction")
+             if f.evidence.get("pid") == pid]
+    assert found and "ALTER ROLE rotated PASSWORD '***'" in found[0].evidence["query"]
+    dumped = json.dumps([f.to_dict() for f in run.findings]) + json.dumps(run.facts, default=str)
+    assert "Hunter2-rotated-77" not in dumped
 
 
 def test_many_long_idle_sessions_from_one_client_are_a_leak(
@@ -130,6 +176,8 @@ def test_many_long_idle_sessions_from_one_client_are_a_leak(
     assert finding.severity is Severity.WARNING
     assert finding.evidence["application_name"] == "pool-leak"
     assert finding.evidence["count"] == 6
+    assert ("client_addr = '127.0.0.1' AND application_name = 'pool-leak' AND usename = "
+            "'postgres'\n") in filled(finding)
 
 
 def test_lock_chain_of_three_resolves_to_head(pg_busy: PostgresServer, sessions: Sessions) -> None:
@@ -155,9 +203,35 @@ def test_lock_chain_of_three_resolves_to_head(pg_busy: PostgresServer, sessions:
     assert finding.evidence["blocked_count"] == 2
     assert finding.evidence["chain"] == [pids[2], pids[1], pids[0]]
     assert "UPDATE accounts" in finding.evidence["head_query"]
-    assert finding.remedy is not None
-    assert f"pg_terminate_backend({pids[0]})" in "\n".join(finding.remedy.steps)
+    assert finding.evidence["blocked_pid"] in pids[1:]
+    assert "UPDATE accounts" in finding.evidence["blocked_query"]
+    assert finding.evidence["lock_mode"] == "ShareLock"  # on the blocker's transaction id
+    assert finding.evidence["relation"] == "accounts"
+    assert f"pg_terminate_backend({pids[0]})" in filled(finding)
     a.rollback()
+
+
+def test_prepared_transaction_blocking_is_rolled_back_not_terminated(
+        pg_busy: PostgresServer, sessions: Sessions) -> None:
+    """A forgotten prepared transaction holding a row lock heads the chain as pid 0: the
+    remedy is ROLLBACK PREPARED of its gid, never pg_terminate_backend(0)."""
+    pg_busy.psql("DROP TABLE IF EXISTS ledger2; CREATE TABLE ledger2 (id int PRIMARY KEY, "
+                 "v int); INSERT INTO ledger2 VALUES (1, 0)")
+    pg_busy.psql("BEGIN; UPDATE ledger2 SET v = 1 WHERE id = 1; PREPARE TRANSACTION 'tx-42'")
+    try:
+        waiter = sessions.open(pg_busy.dsn(), app="waiter")
+        sessions.background(waiter, "UPDATE ledger2 SET v = 2 WHERE id = 1")
+        pid = waiter.info.backend_pid
+        wait_for(lambda: activity(pg_busy, f"pid = {pid} AND wait_event_type = 'Lock' AND "
+                                  "query_start < now() - '0.3s'::interval"), "a lock wait")
+        run = doctor(pg_busy.dsn(), {"db.locks.blocking": {"warning": 0.2}})
+    finally:
+        pg_busy.psql("ROLLBACK PREPARED 'tx-42'")
+    finding = one(run, "db.locks.blocking")
+    assert (finding.evidence["head_pid"], finding.evidence["blocked_pid"]) == (0, pid)
+    assert [p["gid"] for p in finding.evidence["head_prepared"]] == ["tx-42"]
+    steps = filled(finding)
+    assert "ROLLBACK PREPARED 'tx-42';" in steps and "pg_terminate_backend(0)" not in steps
 
 
 def test_deadlock_during_the_run_is_counted(pg_busy: PostgresServer, sessions: Sessions) -> None:
@@ -197,6 +271,7 @@ def test_deadlock_during_the_run_is_counted(pg_busy: PostgresServer, sessions: S
     finding = one(result["run"], "db.deadlocks")
     assert finding.severity is Severity.WARNING
     assert finding.evidence["new"] >= 1
+    filled(finding)
 
 
 def test_long_running_query_is_named(pg_busy: PostgresServer, sessions: Sessions) -> None:
@@ -211,8 +286,7 @@ def test_long_running_query_is_named(pg_busy: PostgresServer, sessions: Sessions
     assert finding.severity is Severity.WARNING
     assert finding.evidence["pid"] == pid
     assert "nightly report" in finding.evidence["query"]
-    assert finding.remedy is not None
-    assert f"pg_cancel_backend({pid})" in "\n".join(finding.remedy.steps)
+    assert f"pg_cancel_backend({pid})" in filled(finding)
 
 
 def test_monitor_role_sees_sessions_plain_role_gets_grant(
@@ -231,4 +305,19 @@ def test_monitor_role_sees_sessions_plain_role_gets_grant(
     finding = one(plain, "db.connections.idle_in_transaction")
     assert finding.severity is Severity.UNKNOWN
     assert finding.evidence["grant"] == "GRANT pg_monitor TO plain;"
+    assert finding.remedy is not None  # the way to run the check, not the symptom's fix
+    assert finding.remedy.steps == ("Let role plain read the statistics (as a superuser): "
+                                    "`GRANT pg_monitor TO plain;`",)
     assert {f.symptom for f in problems(plain.findings)} >= {"db.locks.blocking"}
+
+
+def test_garbled_dsn_is_unknown_not_a_crash() -> None:
+    """A dsn libpq cannot parse or use gives an unknown db.down naming the problem."""
+    for dsn in ("not a dsn", "postgresql://app:s3cret-pw@127.0.0.1:notaport/app"):
+        run = doctor(dsn)
+        assert not with_symptom(run.findings, "stackmedic.check.failed"), run.findings
+        finding = one(run, "db.down")
+        assert finding.severity is Severity.UNKNOWN
+        assert finding.evidence["kind"] == "config"
+        assert finding.remedy is not None and "dsn" in finding.remedy.steps[0]
+        assert "s3cret-pw" not in json.dumps([f.to_dict() for f in run.findings])

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from stackmedic.checks import Facts, RuleContext
-from stackmedic.findings import Finding, Severity
+from stackmedic.findings import Finding, Remedy, Severity
 
 __all__ = ["Row", "can_see_sessions", "cannot_judge", "not_readable", "sessions", "worst"]
 
@@ -40,14 +40,21 @@ def not_readable(facts: Facts, ctx: RuleContext, symptom: str, section: str,
     if error is None and facts.get(section) is not None:
         return None
     error = error or {"sqlstate": None, "message": f"{section} was not collected"}
-    why = "it lacks the privilege" if error["sqlstate"] == _PRIVILEGE else "the query failed"
+    privilege = error["sqlstate"] == _PRIVILEGE
+    why = "it lacks the privilege" if privilege else "the query failed"
+    # The symptom's runbook fixes the symptom, which was not seen: the remedy of an
+    # unknown is whatever lets the check run.
+    step = (f"Let role {user} read the statistics (as a superuser): `{grant}`" if privilege
+            else "Run the check again; if the statistics query keeps failing or timing out, "
+                 "raise the component's `statement_timeout_ms` and `timeout`, and read the "
+                 "server log for the error above.")
     return ctx.finding(
         symptom, Severity.UNKNOWN,
         f"cannot check {symptom}: {why} ({error['message']})",
         evidence={"section": section, "user": user, "grant": grant, **error},
-        identity=("section",),
+        identity=("section",), remedy=Remedy(symptom, (step,)),
         cause=f"role {user!r} cannot read {section}; `{grant}` would let it"
-        if error["sqlstate"] == _PRIVILEGE else "the statistics query failed or timed out")
+        if privilege else "the statistics query failed or timed out")
 
 
 def cannot_judge(facts: Facts, ctx: RuleContext, symptom: str, section: str, *,

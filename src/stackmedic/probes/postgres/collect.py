@@ -27,6 +27,9 @@ __all__ = ["classify_error", "snapshot", "target_of"]
 # Phrases of libpq/server messages → what the failure means. Order matters: a
 # message can mention both the host and the reason, the first match wins.
 _KINDS = (
+    ("invalid integer value", "config"),  # a dsn libpq parsed but cannot use
+    ("invalid connection option", "config"),
+    ("invalid sslmode value", "config"),
     ("too many clients", "too_many"),
     ("remaining connection slots are reserved", "too_many"),
     ("authentication failed", "auth"),
@@ -35,6 +38,8 @@ _KINDS = (
     ("does not exist", "auth"),  # role "x" / database "x" does not exist
     ("is starting up", "starting"),
     ("not yet accepting connections", "starting"),
+    ("is in recovery mode", "starting"),
+    ("not accepting connections", "not_accepting"),  # a standby with hot_standby = off
     ("is shutting down", "shutting_down"),
     ("connection refused", "refused"),
     ("no such file or directory", "refused"),
@@ -42,20 +47,21 @@ _KINDS = (
     ("timed out", "timeout"),
 )
 _MESSAGE_CHARS = 500
+_MARGIN_S = 0.5  # of the collector's deadline, kept to return the facts
 
 
 def target_of(component: PostgresComponent) -> dict[str, Any]:
     """Host, port, user and database the DSN (or PG* variables) point at; no password."""
     from psycopg.conninfo import conninfo_to_dict
 
-    params = conninfo_to_dict(component.dsn or "")
-    redact.register_secret(str(params.get("password") or "") or None)
     redact.register_secret(os.environ.get("PGPASSWORD"))
+    params = conninfo_to_dict(component.dsn or "")  # ProgrammingError on a garbled dsn
+    redact.register_secret(str(params.get("password") or "") or None)
     host = str(params.get("host") or os.environ.get("PGHOST") or "/var/run/postgresql")
     user = str(params.get("user") or os.environ.get("PGUSER") or getpass.getuser())
+    port = str(params.get("port") or os.environ.get("PGPORT") or 5432).split(",")[0]
     return {"host": host.split(",")[0],
-            "port": int(str(params.get("port") or os.environ.get("PGPORT") or 5432)
-                        .split(",")[0]),
+            "port": int(port) if port.strip().isdigit() else port,  # libpq will say why
             "user": user,
             "database": str(params.get("dbname") or os.environ.get("PGDATABASE") or user)}
 
@@ -75,6 +81,7 @@ def _connect(component: PostgresComponent, ctx: CollectContext) -> psycopg.Conne
     options = " ".join(filter(None, [
         str(conninfo_to_dict(component.dsn or "").get("options") or ""),
         "-c default_transaction_read_only=on",
+        "-c TimeZone=UTC",  # timestamps in the facts are UTC, whatever the server's zone
         f"-c statement_timeout={max(1, min(component.statement_timeout_ms, budget_ms))}",
         f"-c lock_timeout={max(1, min(component.lock_timeout_ms, budget_ms))}"]))
     conninfo = make_conninfo(component.dsn or "", application_name="stackmedic",
@@ -88,8 +95,15 @@ def snapshot(component: PostgresComponent, ctx: CollectContext) -> Facts:
     """One read-only session: activity, locks, statistics, replication, declared checks."""
     import psycopg
 
-    target = target_of(component)
     started = time.monotonic()
+    try:
+        target = target_of(component)
+    except psycopg.Error as err:  # a dsn libpq cannot parse: say so, never a traceback
+        return {"connected": False, "target": {"host": None, "port": None, "user": None,
+                                               "database": None},
+                "error": {"kind": "config", "sqlstate": None,
+                          "message": redact.redact_text(str(err).strip())[:_MESSAGE_CHARS]},
+                "connect_ms": 0.0}
     try:
         conn = _connect(component, ctx)
     except psycopg.Error as err:
@@ -97,7 +111,7 @@ def snapshot(component: PostgresComponent, ctx: CollectContext) -> Facts:
         kind = classify_error(message)
         error: dict[str, Any] = {"kind": kind, "message": message,
                                  "sqlstate": getattr(err, "sqlstate", None)}
-        if kind == "auth":
+        if kind == "auth" and isinstance(target["port"], int):
             from stackmedic.probes.postgres._wire import auth_method
 
             error["auth_method"] = auth_method(target["host"], target["port"], target["user"],
@@ -115,13 +129,27 @@ def _read(conn: psycopg.Connection[q.Row], component: PostgresComponent,
     facts: Facts = {"connected": True, "target": target,
                     "connect_ms": round((time.monotonic() - started) * 1000, 1), "errors": {}}
     cur = conn.cursor()
+    timeout_ms = min(component.statement_timeout_ms, int(ctx.remaining() * 1000))
 
     def section(name: str, func: Any, *args: Any) -> Any:
+        # Each query gets at most what is left of the deadline (less a margin to send the
+        # facts back): a slow section fails alone instead of the collector being abandoned
+        # with every verdict lost.
+        nonlocal timeout_ms
+        left_ms = int((ctx.remaining() - _MARGIN_S) * 1000)
         try:
+            if left_ms < 10:
+                facts["errors"][name] = {"sqlstate": None, "message": "skipped: the run's "
+                                         "deadline was reached"}
+                return None
+            if left_ms < timeout_ms:
+                timeout_ms = left_ms
+                cur.execute(f"SET statement_timeout = {timeout_ms}")
+                cur.execute(f"SET lock_timeout = {min(component.lock_timeout_ms, timeout_ms)}")
             return func(cur, *args)
         except psycopg.Error as err:
-            facts["errors"][name] = {"sqlstate": err.sqlstate,
-                                     "message": redact.redact_text(str(err).splitlines()[0])}
+            facts["errors"][name] = {"sqlstate": err.sqlstate, "message": redact.redact_text(
+                str(err).splitlines()[0] if str(err) else type(err).__name__)}
             return None
 
     first = section("deadlocks", q.deadlock_counter)
@@ -135,6 +163,11 @@ def _read(conn: psycopg.Connection[q.Row], component: PostgresComponent,
     facts["locks"] = section("locks", q.locks, info, component, waiting)
     for name, func in q.SECTIONS.items():
         facts[name] = section(name, func, info, component)
+    facts["unique"] = []
+    for check in component.unique:  # each under its own share of the deadline
+        entry = section("unique", q.unique_check, check)
+        facts["unique"].append(entry or {"table": check.table, "columns": list(check.columns),
+                                         "error": facts["errors"].pop("unique")})
     # The second deadlock sample closes the interval; never wait past our deadline.
     pause = component.deadlock_sample_ms / 1000 - (time.monotonic() - first_at)
     time.sleep(max(0.0, min(pause, ctx.remaining() - 0.5)))

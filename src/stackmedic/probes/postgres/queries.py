@@ -8,16 +8,18 @@ Each section returns JSON-able values with capped row counts and text lengths.
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from psycopg import Cursor
 
-    from stackmedic.probes.postgres import PostgresComponent
+    from stackmedic.probes.postgres import PostgresComponent, UniqueCheck
 
-__all__ = ["SECTIONS", "Row", "deadlock_counter", "server_info"]
+__all__ = ["SECTIONS", "Row", "deadlock_counter", "ident", "quote", "scrub_sql", "server_info",
+           "unique_check"]
 
 Row = dict[str, Any]
 QUERY_CHARS = 300  # statement text kept per session or statement
@@ -32,12 +34,46 @@ SETTINGS = ("max_connections", "superuser_reserved_connections", "reserved_conne
 def _plain(value: Any) -> Any:
     """Driver values as JSON types: timestamps in ISO 8601 UTC, numerics as floats."""
     if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+# `PASSWORD 'literal'` in CREATE/ALTER ROLE and in foreign-server OPTIONS: statement
+# texts are shown as evidence, and pg_stat_activity keeps them verbatim (a literal cut
+# by `left()` has no closing quote, hence the `$`).
+_SQL_PASSWORD = re.compile(r"(\bpassword\s+)(?:E?'(?:[^']|'')*(?:'|$)|\$(\w*)\$.*?(?:\$\2\$|$))",
+                           re.IGNORECASE | re.DOTALL)
+
+
+def scrub_sql(text: str | None) -> str | None:
+    """Statement text with password literals masked (the rest is redacted downstream)."""
+    return None if text is None else _SQL_PASSWORD.sub(r"\1'***'", text)
+
+
+def ident(name: str) -> str:
+    """`name` as an SQL identifier (quoted unless plain lower case), for shown commands."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else \
+        '"' + name.replace('"', '""') + '"'
+
+
+def quote(value: str) -> str:
+    """`value` as an SQL string literal, for commands shown in remedies."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _sample(value: Any) -> Any:
+    """A user column's value as a short JSON scalar (uuid, date, json… become text)."""
+    value = _plain(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = repr(value) if isinstance(value, bytes) else str(value)
+    return text[:QUERY_CHARS]
 
 
 def _rows(cur: Cursor[Row], sql: str, params: Any = None) -> list[Row]:
@@ -77,14 +113,21 @@ def activity(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
                EXTRACT(epoch FROM now() - state_change)::float8 AS state_age_s,
                left(query, %(chars)s) AS query,
                CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END AS blocked_by,
-               count(*) OVER () AS total
-        FROM pg_stat_activity WHERE backend_type = 'client backend'
+               backend_type IS NULL AS hidden, count(*) OVER () AS total
+        FROM pg_stat_activity
+        -- Without pg_read_all_stats other roles' sessions show no backend_type (nor
+        -- state, client or query); one with a database and a role is a client session,
+        -- so the slot count stays right even for an unprivileged monitoring role.
+        WHERE backend_type = 'client backend'
+           OR (backend_type IS NULL AND datid IS NOT NULL AND usesysid IS NOT NULL)
         ORDER BY state_change NULLS LAST LIMIT %(limit)s""",
                  {"chars": QUERY_CHARS, "limit": MAX_SESSIONS})
     total = rows[0]["total"] if rows else 0
     for row in rows:
         del row["total"]
-    return {"total": total, "sessions": rows, "truncated": total > len(rows)}
+        row["query"] = scrub_sql(row["query"])
+    return {"total": total, "sessions": rows, "truncated": total > len(rows),
+            "hidden": sum(1 for row in rows if row["hidden"])}
 
 
 def locks(cur: Cursor[Row], info: Row, component: PostgresComponent,
@@ -95,9 +138,18 @@ def locks(cur: Cursor[Row], info: Row, component: PostgresComponent,
     waited = "now() - waitstart" if info["version_num"] >= 140000 else "NULL::interval"
     return _rows(cur, f"""
         SELECT pid, locktype, mode, granted, relation::regclass::text AS relation,
-               EXTRACT(epoch FROM {waited})::float8 AS wait_s
+               transactionid::text AS xid, EXTRACT(epoch FROM {waited})::float8 AS wait_s
         FROM pg_locks WHERE pid = ANY(%s) AND (NOT granted OR locktype = 'tuple')
         LIMIT 200""", [waiting])
+
+
+def prepared(cur: Cursor[Row], info: Row, component: PostgresComponent) -> list[Row]:
+    """Prepared (two-phase) transactions, oldest first: they hold locks and the xmin
+    horizon with no session to terminate (pg_blocking_pids reports them as pid 0)."""
+    return _rows(cur, """
+        SELECT gid, transaction::text AS xid, owner, database,
+               EXTRACT(epoch FROM now() - prepared)::float8 AS age_s
+        FROM pg_prepared_xacts ORDER BY prepared LIMIT %s""", [MAX_ROWS])
 
 
 def databases(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
@@ -114,10 +166,12 @@ def databases(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
 def tables(cur: Cursor[Row], info: Row, component: PostgresComponent) -> list[Row]:
     """Scan and dead-tuple statistics of the larger user tables."""
     return _rows(cur, """
-        SELECT s.schemaname || '.' || s.relname AS table, s.seq_scan, s.seq_tup_read,
+        SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname) AS table,
+               s.relname, s.seq_scan, s.seq_tup_read,
                coalesce(s.idx_scan, 0) AS idx_scan, s.n_live_tup, s.n_dead_tup,
                s.last_autovacuum, s.last_vacuum, s.autovacuum_count,
-               coalesce(c.reloptions::text[] @> '{autovacuum_enabled=false}', false)
+               EXISTS (SELECT 1 FROM unnest(c.reloptions) o  -- stored as written: off, 0, no…
+                       WHERE o ~* '^autovacuum_enabled=(f|fa|fal|fals|false|n|no|of|off|0)$')
                  AS autovacuum_disabled,
                c.relpages::bigint * current_setting('block_size')::int AS bytes
         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
@@ -128,22 +182,29 @@ def tables(cur: Cursor[Row], info: Row, component: PostgresComponent) -> list[Ro
 def indexes(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
     """Never-scanned non-unique indexes and groups of identical indexes."""
     unused = _rows(cur, """
-        SELECT s.schemaname || '.' || s.relname AS table,
-               s.schemaname || '.' || s.indexrelname AS index,
+        SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname) AS table,
+               quote_ident(s.schemaname) || '.' || quote_ident(s.indexrelname) AS index,
                c.relpages::bigint * current_setting('block_size')::int AS bytes,
-               pg_get_indexdef(s.indexrelid) AS definition
+               pg_get_indexdef(s.indexrelid) AS definition, i.indisvalid AS valid
         FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
         JOIN pg_class c ON c.oid = s.indexrelid
         WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary
           AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = s.indexrelid)
         ORDER BY 3 DESC LIMIT %s""", [MAX_ROWS])
-    duplicate = _rows(cur, """
+    # The index to keep comes first: one backing a constraint (it cannot simply be
+    # dropped), then a unique one (it enforces more), then a valid one, then the oldest.
+    order = ("ORDER BY k.conname IS NULL, NOT i.indisunique, NOT i.indisvalid, "
+             "i.indexrelid")
+    duplicate = _rows(cur, f"""
         SELECT i.indrelid::regclass::text AS table,
-               array_agg(i.indexrelid::regclass::text ORDER BY i.indexrelid) AS indexes,
-               array_agg(pg_get_indexdef(i.indexrelid) ORDER BY i.indexrelid) AS definitions,
+               array_agg(i.indexrelid::regclass::text {order}) AS indexes,
+               array_agg(pg_get_indexdef(i.indexrelid) {order}) AS definitions,
+               array_agg(quote_ident(k.conname) {order}) AS constraints,
                sum(c.relpages)::bigint * current_setting('block_size')::int AS bytes
         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+                                  AND k.contype IN ('p', 'u', 'x')
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
           AND n.nspname NOT LIKE 'pg_toast%%'
         GROUP BY i.indrelid, i.indkey::text, i.indclass::text, i.indcollation::text,
@@ -168,7 +229,8 @@ def statements(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row
     total = "total_exec_time" if info["version_num"] >= 130000 else "total_time"
     query = sql.SQL("""
         WITH s AS (SELECT queryid::text AS queryid, calls, {mean}::float8 AS mean_ms,
-                          {total}::float8 AS total_ms, rows, left(query, {chars}) AS query
+                          {total}::float8 AS total_ms, rows, left(query, {chars}) AS query,
+                          (SELECT datname FROM pg_database d WHERE d.oid = dbid) AS database
                    FROM {view} WHERE calls > 0)
         (SELECT * FROM s ORDER BY mean_ms DESC LIMIT {limit})
         UNION (SELECT * FROM s ORDER BY total_ms DESC LIMIT {limit})""").format(
@@ -177,6 +239,8 @@ def statements(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row
         view=sql.Identifier(ext[0]["schema"], "pg_stat_statements"))
     cur.execute(query)
     out["rows"] = [{k: _plain(v) for k, v in row.items()} for row in cur.fetchall()]
+    for row in out["rows"]:
+        row["query"] = scrub_sql(row["query"])
     return out
 
 
@@ -206,33 +270,38 @@ def replication(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Ro
     return {"replicas": replicas, "slots": slots, "standby": standby}
 
 
-def unique(cur: Cursor[Row], info: Row, component: PostgresComponent) -> list[Row]:
-    """For each declared uniqueness check: duplicate values, extra rows, a few samples."""
-    from psycopg import errors, sql
+def unique_check(cur: Cursor[Row], check: UniqueCheck) -> Row:
+    """One declared uniqueness check: duplicate values, extra rows, a few samples. Any
+    failure (missing table, no privilege, a type without equality, a lock or statement
+    timeout) is this entry's error, not the snapshot's."""
+    from psycopg import Error, sql
 
-    out = []
-    for check in component.unique:
-        table = sql.Identifier(*check.table.split(".", 1))
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in check.columns)
-        not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c))
-                                        for c in check.columns)
-        groups = sql.SQL("SELECT {cols}, count(*) AS n FROM {table} WHERE {nn} "
-                         "GROUP BY {cols} HAVING count(*) > 1").format(
-            cols=cols, table=table, nn=not_null)
-        entry: Row = {"table": check.table, "columns": list(check.columns)}
-        try:
-            cur.execute(sql.SQL("SELECT count(*) AS values, coalesce(sum(n - 1), 0)::bigint "
-                                "AS extra_rows FROM ({g}) d").format(g=groups))
-            entry.update(cur.fetchone() or {})
-            cur.execute(sql.SQL("{g} ORDER BY n DESC LIMIT 5").format(g=groups))
-            entry["samples"] = [{k: _plain(v) if not isinstance(v, bytes) else repr(v)
-                                 for k, v in row.items()} for row in cur.fetchall()]
-        except (errors.InsufficientPrivilege, errors.UndefinedTable,
-                errors.UndefinedColumn, errors.QueryCanceled) as err:
-            entry["error"] = {"sqlstate": err.sqlstate, "message": str(err).splitlines()[0]}
-        out.append(entry)
-    return out
+    from stackmedic import redact
+
+    table = sql.Identifier(*check.table.split(".", 1))
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in check.columns)
+    not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c))
+                                    for c in check.columns)
+    groups = sql.SQL("SELECT {cols}, count(*) AS n FROM {table} WHERE {nn} "
+                     "GROUP BY {cols} HAVING count(*) > 1").format(
+        cols=cols, table=table, nn=not_null)
+    entry: Row = {"table": check.table, "columns": list(check.columns)}
+    # One pass over the table: the totals ride along on the few sample rows.
+    query = sql.SQL("SELECT *, count(*) OVER () AS values, sum(n - 1) OVER () AS extra "
+                    "FROM ({g}) d ORDER BY n DESC LIMIT 5").format(g=groups)
+    try:
+        cur.execute(query)
+        rows = cur.fetchall()
+    except Error as err:
+        entry["error"] = {"sqlstate": err.sqlstate, "message": redact.redact_text(
+            str(err).splitlines()[0] if str(err) else type(err).__name__)}
+        return entry
+    entry["values"] = int(rows[0]["values"]) if rows else 0
+    entry["extra_rows"] = int(rows[0]["extra"]) if rows else 0
+    entry["samples"] = [{k: _sample(v) for k, v in row.items() if k not in ("values", "extra")}
+                        for row in rows]
+    return entry
 
 
-SECTIONS = {"databases": databases, "tables": tables, "indexes": indexes,
-            "statements": statements, "replication": replication, "unique": unique}
+SECTIONS = {"prepared": prepared, "databases": databases, "tables": tables, "indexes": indexes,
+            "statements": statements, "replication": replication}

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from stackmedic.checks import Facts, RuleContext
-from stackmedic.findings import Finding, Severity
+from stackmedic.findings import Finding, Remedy, Severity
 from stackmedic.probes.postgres import PostgresComponent, probe
 from stackmedic.probes.postgres._facts import (
     Row,
@@ -15,6 +15,7 @@ from stackmedic.probes.postgres._facts import (
     sessions,
     worst,
 )
+from stackmedic.probes.postgres.queries import quote
 from stackmedic.thresholds import Threshold
 
 _DOWN_CAUSES = {
@@ -24,6 +25,8 @@ _DOWN_CAUSES = {
                "dropping packets, or the server is overloaded)",
     "starting": "the server is starting up or recovering and not yet accepting connections",
     "shutting_down": "the server is shutting down",
+    "not_accepting": "the server runs but admits no sessions: a standby with hot_standby = "
+                     "off (or one not yet consistent) only replays WAL",
     "other": "the connection failed for the reason in the message",
 }
 
@@ -47,7 +50,16 @@ def availability(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         return
     error = facts["error"]
     evidence = {**target, **error}
-    if error["kind"] == "auth":
+    if error["kind"] == "config":
+        yield ctx.finding(
+            "db.down", Severity.UNKNOWN, f"cannot check PostgreSQL: the dsn is invalid "
+            f"({error['message']})", evidence=evidence, identity=("host", "port"),
+            cause="the component's dsn (or a PG* variable) is not a valid libpq connection "
+                  "string", remedy=Remedy("db.down", (
+                      f"Correct the dsn of component {ctx.component} (a URI such as "
+                      "`postgresql://user@host:5432/dbname` or `host=… port=… dbname=…`) "
+                      "and check it with `psql \"<dsn>\" -c 'SELECT 1'`.",)))
+    elif error["kind"] == "auth":
         yield ctx.finding(
             "db.auth.failed", Severity.CRITICAL,
             f"PostgreSQL at {target['host']}:{target['port']} rejected role "
@@ -70,8 +82,16 @@ def connections(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     symptom = "db.connections.exhausted"
     if not facts["connected"]:
         if facts["error"]["kind"] == "too_many":
+            # Nobody can be asked who holds the slots, so the remedy addresses them all.
             yield ctx.judge(symptom, 1.0, "no connection slot left: the server answered "
-                            "'too many clients'", evidence={**facts["target"], **facts["error"]},
+                            "'too many clients'", evidence={
+                                **facts["target"], **facts["error"],
+                                "holder": "every client: the server was too full to say who "
+                                          "holds the slots (list them first as a superuser, "
+                                          "who still has the reserved slots)",
+                                "holder_filter": "backend_type = 'client backend'",
+                                "usable_slots": "max_connections minus "
+                                                "superuser_reserved_connections"},
                             identity=("host", "port"),
                             cause="every slot is taken; a connection leak or pools sized "
                                   "larger than max_connections (hypothesis)")
@@ -86,23 +106,34 @@ def connections(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     max_connections = int(settings["max_connections"])
     available = max(1, max_connections - reserved)
     in_use = facts["activity"]["total"]
-    groups = Counter((s["application_name"] or "", s["usename"] or "", s["client_addr"] or "local")
-                     for s in facts["activity"]["sessions"])
+    hidden = facts["activity"].get("hidden", 0)
+    groups = Counter((s["application_name"] or "", s["usename"] or "",
+                      s["client_addr"] or ("(hidden)" if s.get("hidden") else "local"))
+                     for s in sessions(facts))  # our own slot counts, but is nobody's leak
     top = [{"application_name": a, "usename": u, "client_addr": c, "count": n}
            for (a, u, c), n in groups.most_common(5)]
     head = top[0] if top else {"application_name": "", "usename": "", "client_addr": "",
                                "count": 0}
     states = Counter(s["state"] or "unknown" for s in facts["activity"]["sessions"])
     ratio = in_use / available
+    app, user = str(head["application_name"]), str(head["usename"])
+    evidence = {"in_use": in_use, "max_connections": max_connections, "reserved": reserved,
+                "available": available, "top_application": app,
+                "top_user": head["usename"], "top_client": head["client_addr"],
+                "top_count": head["count"], "holders": top, "states": dict(states),
+                "holder": f"{app or '(no application_name)'} as {user}",
+                "holder_filter": f"backend_type = 'client backend' AND application_name = "
+                                 f"{quote(app)} AND usename = {quote(user)}",
+                "usable_slots": f"{available} (max_connections {max_connections} minus "
+                                f"{reserved} reserved)"}
+    if hidden:  # counted, but their state and client need pg_read_all_stats
+        evidence.update(hidden_sessions=hidden,
+                        grant=f"GRANT pg_monitor TO {facts['target']['user']};")
     yield ctx.judge(
         symptom, round(ratio, 4),
         f"{in_use} of {available} connection slots in use ({ratio:.0%}); most held by "
-        f"{head['application_name'] or '(no application_name)'} as {head['usename']} from "
-        f"{head['client_addr']} ({head['count']})",
-        evidence={"in_use": in_use, "max_connections": max_connections, "reserved": reserved,
-                  "available": available, "top_application": head["application_name"],
-                  "top_user": head["usename"], "top_client": head["client_addr"],
-                  "top_count": head["count"], "holders": top, "states": dict(states)},
+        f"{app or '(no application_name)'} as {head['usename']} from "
+        f"{head['client_addr']} ({head['count']})", evidence=evidence,
         identity=("max_connections",),
         cause="sessions are not returned (a leak), or pool size times instances exceeds "
               "max_connections (hypothesis: check the top holder first)")
@@ -159,6 +190,9 @@ def idle_leak(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
             key = (s["client_addr"] or "local", s["application_name"] or "", s["usename"] or "")
             groups.setdefault(key, []).append(s)
     items = [{"client_addr": c, "application_name": a, "usename": u, "count": len(group),
+              "session_filter": " AND ".join((
+                  "client_addr IS NULL" if c == "local" else f"client_addr = {quote(c)}",
+                  f"application_name = {quote(a)}", f"usename = {quote(u)}")),
               "available": available, "idle_age_s": config.idle_leak_age_s,
               "oldest_idle_s": max(s["state_age_s"] for s in group),
               "pids": [s["pid"] for s in group][:10]}
@@ -225,7 +259,24 @@ def blocking(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                             "chain": chain})
         first = max(blocked, key=lambda b: b["wait_s"])
         h = by_pid.get(head, {})
-        items.append({"head_pid": head, "head_application": h.get("application_name"),
+        app = h.get("application_name") if h else "(not a client session)"
+        fix = f"SELECT pg_cancel_backend({head});\nSELECT pg_terminate_backend({head});"
+        prepared: list[Row] = []
+        if head == 0:  # a prepared transaction: no backend to cancel or terminate
+            pids = {b["pid"] for b in blocked}
+            xids = {lk.get("xid") for lk in facts["locks"] if lk["pid"] in pids
+                    and not lk["granted"] and lk.get("xid")}
+            every = facts.get("prepared") or []
+            prepared = [p for p in every if p["xid"] in xids] or every
+            app = "(prepared transaction " + (", ".join(repr(p["gid"]) for p in prepared[:3])
+                                              or "?") + ")"
+            fix = "\n".join(f"ROLLBACK PREPARED {quote(p['gid'])};  -- in database "
+                            f"{p['database']}, prepared {p['age_s']:.0f}s ago by {p['owner']}"
+                            for p in prepared[:3]) or \
+                ("SELECT gid, prepared, owner, database FROM pg_prepared_xacts;  -- then "
+                 "ROLLBACK PREPARED the one holding the lock")
+        items.append({"head_pid": head, "head_application": app or "(no application_name)",
+                      "head_fix": fix, "head_prepared": prepared[:3],
                       "head_state": h.get("state"), "head_query": h.get("query"),
                       "head_xact_age_s": h.get("xact_age_s"), "blocked_pid": first["pid"],
                       "blocked_query": first["query"], "lock_mode": first["mode"],

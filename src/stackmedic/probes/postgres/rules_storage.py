@@ -8,12 +8,14 @@ from collections import Counter
 from collections.abc import Iterable
 
 from stackmedic.checks import Facts, RuleContext
-from stackmedic.findings import Finding, Severity
+from stackmedic.findings import Finding, Remedy, Severity
 from stackmedic.probes.postgres import probe
 from stackmedic.probes.postgres._facts import Row, cannot_judge, worst
+from stackmedic.probes.postgres.queries import ident, quote
 from stackmedic.thresholds import Threshold
 
 MIB = 1024 * 1024
+_BUSY = ("55P03", "57014")  # lock_not_available, query_canceled (statement_timeout)
 # PostgreSQL stops assigning transaction ids 3 million before the 2^31 wrap point.
 XID_HARD_LIMIT = 2**31 - 1 - 3_000_000
 MIN_SEQ_SCANS = 5  # fewer sequential scans than this say nothing about a missing index
@@ -61,12 +63,13 @@ def slow_queries(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                                                     f"{m:.0f} ms)")
 
 
-def _candidates(table: str, statements: list[Row]) -> list[str]:
-    """Columns compared with parameters in statements that read `table`."""
-    name = table.split(".", 1)[1]
+def _candidates(name: str, database: str, statements: list[Row]) -> list[str]:
+    """Columns compared with parameters in statements of `database` that read table `name`."""
     reads = re.compile(rf'\bFROM\s+(?:"?\w+"?\.)?"?{re.escape(name)}"?(?:\s|$)', re.IGNORECASE)
     found: Counter[str] = Counter()
     for row in statements:
+        if row.get("database", database) != database:
+            continue  # pg_stat_statements covers every database of the server
         query = row.get("query") or ""
         if reads.search(query):
             where = re.split(r"\bWHERE\b", query, maxsplit=1, flags=re.IGNORECASE)
@@ -88,7 +91,8 @@ def index_missing(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     for t in facts["tables"]:
         if t["seq_scan"] < MIN_SEQ_SCANS:
             continue
-        columns = _candidates(t["table"], statements)
+        columns = _candidates(t.get("relname") or t["table"].split(".", 1)[-1],
+                              facts["server"]["database"], statements)
         index = (f"CREATE INDEX CONCURRENTLY ON {t['table']} ({', '.join(columns)});"
                  if columns else f"CREATE INDEX CONCURRENTLY ON {t['table']} (<column>);"
                  " -- the column of the WHERE clause of its frequent queries")
@@ -121,10 +125,21 @@ def index_unused(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     yield from worst(
         ctx, symptom, items, lambda i: i["bytes"],
         lambda i, n: (f"index {i['index']} on {i['table']} ({size(n)}) was never scanned "
-                      f"since statistics were reset ({reset or 'never'})", i,
+                      f"since statistics were reset ({reset or 'never'})"
+                      + ("" if i.get("valid", True) else "; it is INVALID (a failed CREATE "
+                         "INDEX CONCURRENTLY): writes maintain it, no query can use it"), i,
                       "no query uses this index (superseded by another, or written for a "
                       "query that no longer runs); it still costs writes and space"),
         identity=("index",), ok_summary=lambda n: "no unused index above the size threshold")
+
+
+def _drop(group: Row, i: int) -> str:
+    """The statement removing the i-th index of a duplicate group: an index backing a
+    constraint goes with its constraint (DROP INDEX would fail)."""
+    constraint = (group.get("constraints") or [None] * len(group["indexes"]))[i]
+    if constraint:
+        return f"ALTER TABLE {group['table']} DROP CONSTRAINT {constraint};"
+    return f"DROP INDEX CONCURRENTLY {group['indexes'][i]};"
 
 
 @probe.rule("postgres.index_duplicate", uses="snapshot", symptoms=["db.index.duplicate"],
@@ -136,7 +151,7 @@ def index_duplicate(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         yield from stop
         return
     items = [{**g, "keep": g["indexes"][0], "redundant": g["indexes"][1:],
-              "drop_index": " ".join(f"DROP INDEX CONCURRENTLY {i};" for i in g["indexes"][1:])}
+              "drop_index": " ".join(_drop(g, i) for i in range(1, len(g["indexes"])))}
              for g in facts["indexes"]["duplicate"]]
     yield from worst(
         ctx, symptom, items, lambda g: len(g["redundant"]),
@@ -224,7 +239,25 @@ def _lag_items(rep: Row) -> list[Row]:
     return [{**i, "lag_bytes": i["lag_bytes"] or 0} for i in items]
 
 
+def _lag_fix(item: Row) -> str:
+    """The first command for this kind of lag, to run where the comment says."""
+    if item["kind"] == "slot" and not item.get("active"):
+        return (f"SELECT pg_drop_replication_slot({quote(item['name'])});  -- on the primary, "
+                "once sure its consumer is gone for good")
+    if item["kind"] == "slot":
+        return (f"SELECT * FROM pg_stat_replication;  -- slot {item['name']}'s consumer is "
+                "connected but behind: check its replay (or the logical subscriber)")
+    where = "on this standby" if item["kind"] == "standby" else \
+        f"on replica {item['name']} ({item.get('client_addr')})"
+    if item["kind"] == "standby" and not item.get("paused"):
+        return (f"SELECT pid, now() - query_start, query FROM pg_stat_activity WHERE state = "
+                f"'active' ORDER BY query_start;  -- {where}: queries delaying replay")
+    return (f"SELECT pg_is_wal_replay_paused();  -- {where}; if it says true: "
+            "SELECT pg_wal_replay_resume();")
+
+
 def _lag_text(item: Row, n: float) -> tuple[str, Row, str]:
+    item = {**item, "fix": _lag_fix(item)}
     secs = f", {item['lag_s']:.0f}s" if item.get("lag_s") is not None else ""
     if item["kind"] == "slot":
         state = "active" if item["active"] else "inactive"
@@ -264,14 +297,28 @@ def declared_unique(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     user = facts["target"]["user"]
     for entry in facts["unique"]:
         cols = ", ".join(entry["columns"])
-        evidence = {**entry, "columns": cols, "query":
-                    f"SELECT {cols}, count(*) FROM {entry['table']} GROUP BY {cols} "
-                    "HAVING count(*) > 1 ORDER BY count(*) DESC;"}
+        cols_sql = ", ".join(ident(c) for c in entry["columns"])
+        table_sql = ".".join(ident(part) for part in entry["table"].split(".", 1))
+        evidence = {**entry, "columns": cols, "table_sql": table_sql, "columns_sql": cols_sql,
+                    "query": f"SELECT {cols_sql}, count(*) FROM {table_sql} GROUP BY "
+                             f"{cols_sql} HAVING count(*) > 1 ORDER BY count(*) DESC;"}
         if "error" in entry:
             grant = f"GRANT SELECT ON {entry['table']} TO {user};"
+            sqlstate = entry["error"]["sqlstate"]
+            if sqlstate == "42501":
+                step = f"Let role {user} read the table (as its owner): `{grant}`"
+            elif sqlstate in _BUSY or sqlstate is None:
+                step = (f"{entry['table']} was locked by another session or the check ran "
+                        "out of time: run it again off-peak, or raise the component's "
+                        "`statement_timeout_ms`, `lock_timeout_ms` and `timeout`.")
+            else:
+                step = (f"Correct the `unique:` entry of component {ctx.component} (table "
+                        f"{entry['table']}, columns {cols}): the query failed with "
+                        f"\"{entry['error']['message']}\"")
             yield ctx.finding(symptom, Severity.UNKNOWN, f"cannot check that {entry['table']}"
                               f"({cols}) is unique: {entry['error']['message']}",
                               evidence={**evidence, "grant": grant}, identity=("table", "columns"),
+                              remedy=Remedy(symptom, (step,)),
                               cause=f"the table or column is missing, or `{grant}` is needed")
             continue
         yield ctx.judge(symptom, entry["extra_rows"],
