@@ -273,6 +273,10 @@ def get_probe(kind: str) -> Probe:
 
 
 def default_thresholds() -> dict[str, Threshold]:
-    """Every rule's declared default thresholds, keyed by symptom id."""
-    return {symptom: threshold for probe in all_probes().values() for rule in probe.rules
-            for symptom, threshold in rule.thresholds.items()}
+    """Every rule's declared default thresholds, keyed by symptom id, plus those of the
+    log checks (which apply to any component with `logs:`)."""
+    from stackmedic.logs.defaults import DEFAULT_THRESHOLDS as LOG_THRESHOLDS
+
+    return {**LOG_THRESHOLDS,
+            **{symptom: threshold for probe in all_probes().values() for rule in probe.rules
+               for symptom, threshold in rule.thresholds.items()}}

@@ -105,8 +105,10 @@ async def run_stack(stack: Stack, *, deadline: float = DEFAULT_DEADLINE,
                 progress(done, len(jobs))
 
     facts: dict[str, dict[str, Facts]] = {}
+    log_jobs = [_scan_logs(name, component, thresholds, hard_deadline)
+                for name, component in stack.components.items() if component.logs]
     try:
-        batches = await asyncio.gather(*(one(*job) for job in jobs))
+        batches = await asyncio.gather(*(one(*job) for job in jobs), *log_jobs)
     finally:
         await resources.aclose()
     findings = [attach_remedy(f) for batch in batches for f in batch]
@@ -137,6 +139,30 @@ async def _collect_and_evaluate(
         return []
     facts_out.setdefault(name, {})[spec.name] = facts
     return evaluate(name, component, spec.name, facts, thresholds)
+
+
+async def _scan_logs(name: str, component: ComponentBase, thresholds: Thresholds,
+                     hard_deadline: float) -> list[Finding]:
+    """The log checks (signatures, spikes, N+1, new templates) over a component's `logs:`."""
+    from stackmedic.logs import LogOptions, logs_findings
+
+    timeout = max(0.0, hard_deadline - time.monotonic())
+    options = LogOptions(thresholds=thresholds)
+    try:
+        return list(await asyncio.wait_for(
+            _in_daemon_thread(logs_findings, component.logs, name, options), timeout))
+    except TimeoutError:
+        return [Finding(check="logs.scan", symptom=_FAILED, component=name,
+                        severity=Severity.UNKNOWN,
+                        summary=f"log scan of {len(component.logs)} path(s) timed out after "
+                                f"{timeout:.1f}s", evidence={"paths": component.logs[:10]},
+                        cause="the logs are larger than the run's deadline allows; run "
+                              "`stackmedic logs scan` on them directly")]
+    except Exception as err:
+        return [Finding(check="logs.scan", symptom=_FAILED, component=name,
+                        severity=Severity.UNKNOWN,
+                        summary=f"log scan failed: {type(err).__name__}: {err}",
+                        evidence={"error": type(err).__name__, "paths": component.logs[:10]})]
 
 
 def evaluate(name: str, component: ComponentBase, collector: str, facts: Facts,

@@ -1,0 +1,282 @@
+"""`logs_findings`: a component's log files turned into findings.
+
+Two passes. The signature scan (`stackmedic.logs.scan`) reads the files in large
+chunks on every core and gives one finding per signature that matched, plus an
+`ok` finding with `observed=0` for each `logs.error.*` symptom nothing matched.
+The record pass parses headers and multi-line records once and feeds the spike
+detector (error-level records per window), the N+1 counter (SQL statements per
+request) and, with a baseline, the template miner (error templates not in it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from stackmedic.findings import Finding, Severity
+from stackmedic.logs.baseline import load_baseline
+from stackmedic.logs.defaults import DEFAULT_THRESHOLDS, ERROR_SYMPTOMS
+from stackmedic.logs.miner import TemplateMiner
+from stackmedic.logs.nplusone import StatementCounter
+from stackmedic.logs.readers import ReadStats, expand
+from stackmedic.logs.scan import ScanResult, SignatureHits, scan_files
+from stackmedic.logs.signatures import load_packs
+from stackmedic.logs.source import iter_records
+from stackmedic.logs.spikes import SpikeSettings, find_spikes
+from stackmedic.redact import redact_text
+from stackmedic.runbooks import attach_remedy
+from stackmedic.thresholds import Threshold, Thresholds
+
+__all__ = ["DEFAULT_THRESHOLDS", "LogOptions", "logs_findings"]
+
+MAX_NEW_TEMPLATES = 10
+
+
+@dataclass
+class LogOptions:
+    """How a component's logs are examined (all optional)."""
+
+    packs: list[str] = field(default_factory=list)
+    baseline: str | None = None
+    window: float = 60.0
+    rotated: bool = True
+    workers: int | None = None
+    engine: str | None = None
+    progress: bool | Callable[[int, int], None] = False
+    thresholds: Thresholds | None = None
+    record_bytes: int | None = 16 << 20
+    """Spikes, N+1 and new templates parse the newest this-many bytes (None: all) record
+    by record, at roughly 100k records a second; signatures always scan everything."""
+
+
+def logs_findings(paths: Sequence[str | os.PathLike[str]], component: str,
+                  options: LogOptions | None = None) -> list[Finding]:
+    """Findings (symptoms `logs.*`, check ids `logs.*`) about `component` from its logs."""
+    options = options or LogOptions()
+    thresholds = options.thresholds or Thresholds(DEFAULT_THRESHOLDS)
+    files = expand(paths, rotated=options.rotated)
+
+    def judge(symptom: str) -> Threshold:
+        try:
+            return thresholds.get(symptom, component)
+        except KeyError:
+            return DEFAULT_THRESHOLDS[symptom]
+
+    signatures = load_packs(options.packs)
+    scan = scan_files(files, signatures, engine=options.engine, workers=options.workers,
+                      progress=_progress(options.progress), count_lines=False)
+    out = _signature_findings(scan, component, judge)
+    out += _signature_spike_findings(scan, options.window, component,
+                                     judge("logs.error_rate.spike"))
+    out += _record_findings(files, component, options, judge, scan.stats)
+    if scan.stats.unreadable:
+        out.append(Finding("logs.read", "stackmedic.check.failed", component, Severity.UNKNOWN,
+                           f"cannot read {len(scan.stats.unreadable)} log file(s)",
+                           evidence={"files": scan.stats.unreadable[:10]},
+                           cause="the path is wrong or the file is not readable by this user",
+                           identity=("files",)))
+    return [attach_remedy(f) for f in out]
+
+
+def _progress(option: bool | Callable[[int, int], None]) -> Callable[[int, int], None] | None:
+    if callable(option):
+        return option
+    if not option:
+        return None
+    import sys
+
+    def show(done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        sys.stderr.write(f"\rscanning logs: {percent:3d}% of {total / 1e6:,.0f} MB")
+        if done >= total:
+            sys.stderr.write("\n")
+
+    return show
+
+
+def _severity(threshold: Threshold, observed: float, declared: str) -> Severity:
+    severity = threshold.classify(observed)
+    if severity is Severity.WARNING and declared == "critical":
+        return Severity.CRITICAL
+    if severity is not Severity.OK and declared == "info":
+        return Severity.INFO
+    return severity
+
+
+def _signature_findings(scan: ScanResult, component: str,
+                        judge: Callable[[str], Threshold]) -> list[Finding]:
+    out: list[Finding] = []
+    seen: Counter[str] = Counter()
+    for hits in scan.hits:
+        if hits.count:
+            seen[hits.signature.symptom] += hits.count
+            out.append(_signature_finding(hits, component, judge(hits.signature.symptom)))
+    size = scan.stats.bytes
+    amount = f"{size / 1e6:,.1f} MB" if size >= 1e6 else f"{size / 1e3:,.1f} kB"
+    read = f"{scan.stats.lines:,} log lines" if scan.stats.lines_counted else \
+        f"{amount} of logs in {scan.stats.files} file(s)"
+    for symptom in ERROR_SYMPTOMS:
+        if not seen[symptom]:
+            out.append(Finding("logs.signature", symptom, component, Severity.OK,
+                               f"no {symptom.rsplit('.', 1)[1].replace('_', ' ')} errors "
+                               f"in {read}", observed=0, unit="lines",
+                               evidence={"lines": scan.stats.lines, "engine": scan.engine,
+                                         **scan.stats.as_dict()}))
+    return out
+
+
+def _signature_finding(hits: SignatureHits, component: str, threshold: Threshold) -> Finding:
+    sig = hits.signature
+    minutes = sorted(hits.per_minute.items())[-60:]
+    evidence = {"signature": sig.id, "description": sig.description, "count": hits.count,
+                "first_seen": hits.first_seen, "last_seen": hits.last_seen,
+                "per_minute": dict(minutes), "examples": hits.examples,
+                "example": hits.examples[0]["text"] if hits.examples else "",
+                "file": hits.files[0] if hits.files else "", "files": hits.files}
+    when = f" between {hits.first_seen} and {hits.last_seen}" if hits.first_seen else ""
+    return Finding("logs.signature", sig.symptom, component,
+                   _severity(threshold, hits.count, sig.severity),
+                   f"{hits.count:,} log line(s) match {sig.id}{when}: {sig.description}",
+                   observed=hits.count, threshold=threshold.breached(), unit="lines",
+                   evidence=evidence, cause=f"probably: {sig.description}",
+                   identity=("signature",))
+
+
+def _record_findings(files: Sequence[os.PathLike[str]], component: str, options: LogOptions,
+                     judge: Callable[[str], Threshold], stats: ReadStats) -> list[Finding]:
+    settings = SpikeSettings(window=options.window)
+    errors: Counter[int] = Counter()
+    statements = StatementCounter()
+    miner = TemplateMiner() if options.baseline else None
+    error_rows: list[int] = []
+    rows = 0
+    for record in iter_records(files, ReadStats(), rotated=False, budget=options.record_bytes):
+        if record.is_error and record.time is not None:
+            errors[int(record.time.timestamp() // settings.window)] += 1
+        statements.add(record)
+        if miner is not None:
+            miner.add(record.message.split("\n", 1)[0])
+            if record.is_error:
+                error_rows.append(rows)
+            rows += 1
+    out = [_spike_finding(errors, settings, component, judge("logs.error_rate.spike"))]
+    out += _n_plus_one_findings(statements, component, judge("logs.pattern.n_plus_one"))
+    if miner is not None and options.baseline:
+        out += _new_template_findings(miner, error_rows, options.baseline, component,
+                                      judge("logs.template.new"))
+    return out
+
+
+def _spike_finding(errors: Counter[int], settings: SpikeSettings, component: str,
+                   threshold: Threshold) -> Finding:
+    spikes = find_spikes(errors, settings)
+    if not spikes:
+        total = sum(errors.values())
+        return Finding("logs.error_rate", "logs.error_rate.spike", component, Severity.OK,
+                       f"no error spike ({total:,} error lines in {len(errors)} "
+                       f"{settings.window:g}s windows)", observed=0, unit="x baseline",
+                       evidence={"error_lines": total, "windows": len(errors),
+                                 "window_seconds": settings.window})
+    worst = max(spikes, key=lambda s: s.factor)
+    evidence = {**worst.as_evidence(), "spikes": [s.as_evidence() for s in spikes[-10:]]}
+    return Finding("logs.error_rate", "logs.error_rate.spike", component,
+                   threshold.classify(worst.factor) if threshold.classify(worst.factor)
+                   is not Severity.OK else Severity.INFO,
+                   f"{worst.count} error lines in the {settings.window:g}s window from "
+                   f"{evidence['window_start']} ({worst.factor:.1f}x the baseline of "
+                   f"{worst.baseline:g})", observed=round(worst.factor, 2),
+                   threshold=threshold.breached(), unit="x baseline", evidence=evidence,
+                   cause="something started failing at that time: a deploy, a dependency "
+                         "outage or a traffic surge (hypothesis; see the signatures that "
+                         "matched in the same window)")
+
+
+def _signature_spike_findings(scan: ScanResult, window: float, component: str,
+                              threshold: Threshold) -> list[Finding]:
+    """A spike finding for each signature whose per-window count jumps (problems only:
+    the error-rate finding already carries the ok verdict)."""
+    settings = SpikeSettings(window=max(window, 60.0))  # hits are counted per minute
+    out = []
+    for hits in scan.hits:
+        counts: Counter[int] = Counter()
+        for minute, n in hits.per_minute.items():
+            at = datetime.strptime(minute, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
+            counts[int(at.timestamp() // settings.window)] += n
+        spikes = find_spikes(counts, settings)
+        if not spikes:
+            continue
+        worst = max(spikes, key=lambda s: s.factor)
+        severity = threshold.classify(worst.factor)
+        if severity is Severity.OK:
+            continue
+        sig = hits.signature
+        evidence = {**worst.as_evidence(), "signature": sig.id, "symptom_of_lines": sig.symptom}
+        out.append(Finding(
+            "logs.error_rate", "logs.error_rate.spike", component, severity,
+            f"{sig.id}: {worst.count} lines in the {settings.window:g}s window from "
+            f"{evidence['window_start']} ({worst.factor:.1f}x the baseline of "
+            f"{worst.baseline:g})", observed=round(worst.factor, 2),
+            threshold=threshold.breached(), unit="x baseline", evidence=evidence,
+            cause=f"probably: {sig.description}, starting at that time",
+            identity=("signature",)))
+    return out
+
+
+def _n_plus_one_findings(statements: StatementCounter, component: str,
+                         threshold: Threshold) -> list[Finding]:
+    minimum = int(threshold.breached() or 10)
+    found = statements.repeated(minimum)
+    if not found:
+        return [Finding("logs.n_plus_one", "logs.pattern.n_plus_one", component, Severity.OK,
+                        f"no statement repeated {minimum}+ times within one request",
+                        observed=0, unit="queries per request")]
+    return [Finding("logs.n_plus_one", "logs.pattern.n_plus_one", component,
+                    threshold.classify(n.worst_count),
+                    f"`{n.template[:80]}` ran {n.worst_count} times in request "
+                    f"{n.worst_request} ({n.requests} request(s) repeat it {minimum}+ times)",
+                    observed=n.worst_count, threshold=threshold.breached(),
+                    unit="queries per request",
+                    evidence={"template": n.template, "request": n.worst_request,
+                              "count": n.worst_count, "requests": n.requests,
+                              "example": redact_text(n.example)},
+                    cause="probably a loop that loads related rows one at a time (lazy "
+                          "loading) instead of one query with a join or IN list",
+                    identity=("template",)) for n in found[:10]]
+
+
+def _new_template_findings(miner: TemplateMiner, error_rows: list[int], baseline_path: str,
+                           component: str, threshold: Threshold) -> list[Finding]:
+    known = load_baseline(baseline_path)
+    known_patterns = [re.compile(".*?".join(re.escape(part) for part in t.split("<*>")) + "$",
+                                 re.DOTALL) for t in known]
+    mined = miner.result()
+    error_counts: Counter[int] = Counter(mined.assignments[i] for i in error_rows)
+    out: list[Finding] = []
+    for tid, count in error_counts.most_common():
+        template = mined.templates[tid]
+        # Known if the baseline has the same text, or a baseline template that matches
+        # this one's example (a template mined from other data may differ in wildcards).
+        if template.text in known or any(p.match(template.example) for p in known_patterns):
+            continue
+        out.append(Finding(
+            "logs.template", "logs.template.new", component, threshold.classify(count),
+            f"new error message: `{template.text[:100]}` ({count} line(s))",
+            observed=count, threshold=threshold.breached(), unit="lines",
+            evidence={"template": template.text, "count": count,
+                      "example": redact_text(template.example)[:500],
+                      "baseline": baseline_path},
+            cause="a code path or failure mode that did not occur when the baseline was "
+                  "taken (a new release or a new kind of failure)",
+            identity=("template",)))
+        if len(out) >= MAX_NEW_TEMPLATES:
+            break
+    if not out:
+        out.append(Finding("logs.template", "logs.template.new", component, Severity.OK,
+                           "no error template outside the baseline", observed=0, unit="lines",
+                           evidence={"baseline": baseline_path}))
+    return out
+

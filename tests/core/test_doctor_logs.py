@@ -1,0 +1,44 @@
+"""The doctor reads each component's `logs:` and correlates what it finds."""
+
+from pathlib import Path
+
+from stackmedic.findings import Severity
+from stackmedic.testing import run_components, with_symptom
+
+REFUSED = ('2026-11-22T05:00:{s:02d}Z ERROR psycopg.OperationalError: connection to server at '
+           '"127.0.0.1", port 5432 failed: Connection refused\n')
+
+
+def test_component_logs_become_findings_explained_by_the_database(tmp_path: Path) -> None:
+    """Database errors in api's log are a logs.error.database finding on api, explained by
+    db.down on the database it depends on, which is the root cause."""
+    log = tmp_path / "api.log"
+    log.write_text("".join(REFUSED.format(s=s) for s in range(5)))
+    run = run_components({
+        "api": {"kind": "fake", "value": 0.1, "logs": [str(log)], "depends_on": ["db"]},
+        "db": {"kind": "fake", "symptom": "db.down", "value": 1},
+    })
+    errors = with_symptom(run.findings, "logs.error.database")  # one per matching signature
+    assert {f.component for f in errors} == {"api"}
+    assert max(f.severity.rank for f in errors) == Severity.CRITICAL.rank
+    assert all(f.evidence for f in errors)  # counts and redacted examples
+    [down] = with_symptom(run.findings, "db.down")
+    assert down.root_cause and {f.fingerprint for f in errors} <= set(down.explains)
+    assert run.findings[0] is down
+
+
+def test_unreadable_log_is_unknown_not_ok(tmp_path: Path) -> None:
+    """A log path that does not exist is reported as a check that could not run."""
+    run = run_components({"api": {"kind": "fake", "logs": [str(tmp_path / "missing.log")]}})
+    failed = with_symptom(run.findings, "stackmedic.check.failed")
+    assert failed and failed[0].severity is Severity.UNKNOWN
+
+
+def test_log_thresholds_can_be_overridden_in_the_stack_file(tmp_path: Path) -> None:
+    """`thresholds: logs.error.database` raises the line count needed for a warning."""
+    log = tmp_path / "api.log"
+    log.write_text("".join(REFUSED.format(s=s) for s in range(3)))
+    run = run_components({"api": {"kind": "fake", "logs": [str(log)]}},
+                         thresholds={"logs.error.database": {"warning": 10, "critical": 100}})
+    errors = with_symptom(run.findings, "logs.error.database")
+    assert errors and all(f.severity is Severity.OK for f in errors)

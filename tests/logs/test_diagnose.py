@@ -1,0 +1,202 @@
+"""From log files to findings: spikes, N+1, new templates, and real PostgreSQL logs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stackmedic.findings import Finding, Severity
+from stackmedic.logs.diagnose import LogOptions, logs_findings
+from stackmedic.logs.spikes import SpikeSettings, find_spikes
+from stackmedic.testing import with_symptom
+
+START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+
+def _write_minutes(path: Path, errors_per_minute: list[int]) -> None:
+    with open(path, "w") as f:
+        for minute, errors in enumerate(errors_per_minute):
+            for second in range(30):
+                at = START + timedelta(minutes=minute, seconds=second)
+                f.write(f"{at:%Y-%m-%d %H:%M:%S},000 INFO app: request ok\n")
+            for i in range(errors):
+                at = START + timedelta(minutes=minute, seconds=30 + i % 30)
+                f.write(f"{at:%Y-%m-%d %H:%M:%S},000 ERROR app: request failed code={i}\n")
+
+
+def _one(findings: list[Finding], symptom: str) -> Finding:
+    found = with_symptom(findings, symptom)
+    assert len(found) == 1, [f.summary for f in found]
+    return found[0]
+
+
+def test_error_spike_is_found_with_window_rate_and_baseline(tmp_path: Path) -> None:
+    """Steady 1-3 errors a minute, then 60 in one minute: a critical spike at that minute."""
+    log = tmp_path / "app.log"
+    _write_minutes(log, [1, 2, 3, 1, 2, 2, 1, 3, 2, 1, 60, 2])
+    spike = _one(logs_findings([log], "api", LogOptions(workers=1)), "logs.error_rate.spike")
+    assert spike.severity is Severity.CRITICAL
+    assert spike.evidence["window_start"] == "2024-05-01T10:10:00Z"
+    assert spike.evidence["count"] == 60 and spike.evidence["baseline"] == 2
+    assert spike.component == "api" and spike.check.startswith("logs.")
+    assert spike.remedy is not None and spike.remedy.runbook == "logs.error_rate.spike"
+    assert "2024-05-01T10:10:00Z" in spike.summary
+
+
+def test_steady_errors_are_not_a_spike(tmp_path: Path) -> None:
+    """A constant error rate, however high, gives an ok spike finding with observed 0."""
+    log = tmp_path / "app.log"
+    _write_minutes(log, [20] * 12)
+    spike = _one(logs_findings([log], "api", LogOptions(workers=1)), "logs.error_rate.spike")
+    assert spike.severity is Severity.OK and spike.observed == 0
+
+
+def test_median_and_mad_ignore_an_earlier_burst() -> None:
+    """One past burst does not raise the baseline enough to hide the next real spike."""
+    counts = Counter(dict.fromkeys(range(20), 2))
+    counts[5] = 200
+    counts[15] = 40
+    spikes = find_spikes(counts, SpikeSettings(min_count=10))
+    assert [s.window_start.minute for s in spikes] == [5, 15]
+    assert spikes[1].baseline == 2
+
+
+def test_n_plus_one_from_sqlalchemy_echo_json_lines(tmp_path: Path) -> None:
+    """SQLAlchemy echo lines in JSON logs, grouped by request_id: the repeated template."""
+    log = tmp_path / "app.jsonl"
+    rows: list[dict[str, Any]] = []
+    for request, n in (("req-a", 25), ("req-b", 3)):
+        rows.append({"time": "2024-05-01T10:00:00Z", "level": "info", "request_id": request,
+                     "message": "sqlalchemy.engine.Engine SELECT orders.id FROM orders "
+                                "WHERE orders.user_id = %(user_id)s"})
+        rows += [{"time": "2024-05-01T10:00:01Z", "level": "info", "request_id": request,
+                  "message": f"sqlalchemy.engine.Engine SELECT items.id, items.name FROM items "
+                             f"WHERE items.order_id = {i}"} for i in range(n)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    finding = _one(logs_findings([log], "api", LogOptions(workers=1)), "logs.pattern.n_plus_one")
+    assert finding.severity is Severity.WARNING
+    assert finding.evidence["template"] == \
+        "SELECT items.id, items.name FROM items WHERE items.order_id = ?"
+    assert (finding.evidence["request"], finding.evidence["count"]) == ("req-a", 25)
+    assert finding.evidence["requests"] == 1
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stackmedic.logs", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_new_error_template_against_a_saved_baseline(tmp_path: Path) -> None:
+    """Errors whose template is in the baseline are known; a new error message is reported
+    once, with its count and an example."""
+    before, after, baseline = tmp_path / "before.log", tmp_path / "after.log", tmp_path / "b.json"
+    known = [f"2024-05-01 10:00:{i:02d},000 ERROR app: upstream 10.0.0.{i} refused" for i in
+             range(20)]
+    before.write_text("\n".join(known) + "\n")
+    assert _run_cli("templates", str(before), "--save-baseline", str(baseline)).returncode == 0
+    new = [f"2024-05-01 11:00:{i:02d},000 ERROR app: ledger mismatch for account {i}" for i in
+           range(7)]
+    after.write_text("\n".join(known[:5] + new) + "\n")
+    findings = logs_findings([after], "api", LogOptions(baseline=str(baseline), workers=1))
+    found = _one(findings, "logs.template.new")
+    assert found.evidence["template"] == "app: ledger mismatch for account <*>"
+    assert found.observed == 7 and found.severity is Severity.WARNING
+
+
+def test_scan_command_prints_json_findings_and_exits_with_the_worst_severity(
+        tmp_path: Path) -> None:
+    """`logs scan --format json` prints findings; the exit code follows Nagios."""
+    log = tmp_path / "app.log"
+    log.write_text("2024-05-01 10:00:00,000 ERROR app: FATAL:  sorry, too many clients already\n")
+    proc = _run_cli("scan", str(log), "--format", "json", "--component", "web")
+    findings = json.loads(proc.stdout)
+    pool = [f for f in findings if f["symptom"] == "logs.error.connection_pool"]
+    assert pool[0]["severity"] == "critical" and pool[0]["component"] == "web"
+    assert pool[0]["remedy"]["steps"]
+    assert proc.returncode == 2
+
+
+def test_missing_log_file_is_unknown_not_ok(tmp_path: Path) -> None:
+    """A configured log path that does not exist gives an unknown finding."""
+    findings = logs_findings([tmp_path / "nope.log"], "api", LogOptions(workers=1))
+    assert any(f.severity is Severity.UNKNOWN and "nope.log" in json.dumps(f.evidence)
+               for f in findings)
+
+
+def _connect(dsn: str, application_name: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(dsn, application_name=application_name, connect_timeout=10,
+                           autocommit=True)
+
+
+def test_real_postgres_log_shows_pool_exhaustion_and_n_plus_one(
+        pg_factory: Callable[..., Any]) -> None:
+    """A real PostgreSQL with max_connections=5 and log_statement=all: exhausting its
+    slots and running one query per item appear as connection_pool and N+1 findings."""
+    import psycopg
+
+    server = pg_factory(settings={"max_connections": "5", "log_statement": "all",
+                                  "log_line_prefix": "'%m [%p] request_id=%a '"})
+    held = []
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            for i in range(6):
+                held.append(_connect(server.dsn(), f"hold-{i}"))
+    finally:
+        for conn in held:
+            conn.close()
+    with _connect(server.dsn(), "req-42") as conn:
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
+        for i in range(15):
+            conn.execute(f"SELECT name FROM items WHERE id = {i}")
+    log = server.dir / "server.log"
+    findings = logs_findings([log], "db", LogOptions(workers=1))
+    pool = with_symptom(findings, "logs.error.connection_pool")
+    assert pool and pool[0].severity is Severity.CRITICAL
+    assert "too many clients" in pool[0].evidence["example"]
+    n1 = _one(findings, "logs.pattern.n_plus_one")
+    assert n1.evidence["template"] == "SELECT name FROM items WHERE id = ?"
+    assert (n1.evidence["request"], n1.evidence["count"]) == ("req-42", 15)
+
+
+def test_tail_command_summarises_lines_written_while_it_runs(tmp_path: Path) -> None:
+    """`logs tail --from-start` reports the lines, errors and signature hits it follows."""
+    log = tmp_path / "app.log"
+    log.write_text("2024-05-01 10:00:00,000 INFO app: ok\n"
+                   "2024-05-01 10:00:01,000 ERROR app: deadlock detected\n")
+    proc = _run_cli("tail", str(log), "--from-start", "--interval", "0.5", "--duration", "4")
+    assert proc.returncode == 0, proc.stderr
+    # The two lines may fall into one interval or two: add the intervals up.
+    summaries = [line for line in proc.stdout.splitlines() if "lines=" in line]
+    total = Counter()
+    for line in summaries:
+        for part in line.split()[1:]:
+            key, _, value = part.partition("=")
+            total[key] += int(value)
+    assert (total["lines"], total["errors"], total["conflict.serialization"]) == (2, 1, 1)
+
+
+def test_a_signature_that_spikes_gets_its_own_spike_finding(tmp_path: Path) -> None:
+    """Pool exhaustion lines jumping from 1 to 40 a minute: a spike naming the signature."""
+    log = tmp_path / "app.log"
+    with open(log, "w") as f:
+        for minute, count in enumerate([1, 1, 1, 1, 1, 40]):
+            for i in range(count):
+                at = START + timedelta(minutes=minute, seconds=i % 60)
+                f.write(f"{at:%Y-%m-%d %H:%M:%S},000 INFO app: QueuePool limit of size 5 "
+                        f"overflow 10 reached, connection timed out\n")
+    spikes = [f for f in with_symptom(logs_findings([log], "api", LogOptions(workers=1)),
+                                      "logs.error_rate.spike") if f.is_problem]
+    assert {f.evidence.get("signature") for f in spikes} >= {"pool.client_exhausted"}
+    pool = next(f for f in spikes if f.evidence.get("signature") == "pool.client_exhausted")
+    assert pool.evidence["window_start"] == "2024-05-01T10:05:00Z"
+    assert pool.severity is Severity.CRITICAL

@@ -1,0 +1,162 @@
+"""Signature packs, the three matching engines, grep parity and per-signature aggregation."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stackmedic.errors import ConfigError
+from stackmedic.logs import scan as scan_module
+from stackmedic.logs.matcher import Matcher, available_engines, make_matcher
+from stackmedic.logs.scan import scan_files
+from stackmedic.logs.signatures import builtin_pack, load_pack, load_packs, portable_error
+from stackmedic.symptoms import catalogue
+
+SIGNATURES = builtin_pack().signatures
+PATTERNS = [(i, p) for i, s in enumerate(SIGNATURES) for p in s.patterns]
+ENGINES = available_engines()
+
+
+@functools.cache
+def _matcher(engine: str) -> Matcher:
+    return make_matcher(PATTERNS, engine)  # hyperscan compiles in ~0.3 s: once per engine
+
+
+def _matching_signatures(line: str, engine: str) -> set[str]:
+    hits = _matcher(engine).scan(line.encode() + b"\n")
+    return {SIGNATURES[sig].id for _, _, sig in hits}
+
+
+def test_every_logs_error_symptom_has_a_signature() -> None:
+    """The built-in pack covers every logs.error.* id of the taxonomy."""
+    wanted = {s for s in catalogue() if s.startswith("logs.error.")}
+    assert wanted == {s.symptom for s in SIGNATURES}
+
+
+def test_every_signature_has_an_example_and_a_near_miss() -> None:
+    """Each signature documents at least one true example and one near miss."""
+    assert all(s.examples and s.near_misses for s in SIGNATURES)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("signature", SIGNATURES, ids=lambda s: s.id)
+def test_examples_match_and_near_misses_do_not(signature: object, engine: str) -> None:
+    """Each true example matches its own signature; each near miss matches no signature."""
+    for example in signature.examples:  # type: ignore[attr-defined]
+        assert signature.id in _matching_signatures(example, engine), example  # type: ignore[attr-defined]
+    for near_miss in signature.near_misses:  # type: ignore[attr-defined]
+        assert _matching_signatures(near_miss, engine) == set(), near_miss
+
+
+@pytest.mark.parametrize(("pattern", "reason"), [
+    (r"time\d+", r"'\\d'"), ("[^a]bc", "'[^'"), ("(?i)error", "'(?'"), ("^ERROR", "'^'"),
+    ("a*", "empty string"), ("(unclosed", "does not compile")])
+def test_patterns_outside_the_portable_subset_are_rejected(pattern: str, reason: str) -> None:
+    """Escapes, negated classes, flags, anchors, empty matches and syntax errors fail."""
+    problem = portable_error(pattern)
+    assert problem is not None and reason in problem
+
+
+def test_user_pack_loads_and_bad_packs_fail_with_their_name(tmp_path: Path) -> None:
+    """A user pack adds signatures; an unknown symptom or a duplicate id is a ConfigError."""
+    good = tmp_path / "mine.yaml"
+    good.write_text("pack: mine\nsignatures:\n  - id: billing.gateway\n"
+                    "    symptom: logs.error.payment\n    description: gateway down\n"
+                    "    patterns: ['gateway (refused|unreachable)']\n")
+    assert load_packs([str(good)])[-1].id == "billing.gateway"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pack: bad\nsignatures:\n  - id: x\n    symptom: logs.error.nope\n"
+                   "    description: d\n    patterns: ['x']\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_pack(bad)
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(good.read_text().replace("pack: mine", "pack: dup"))
+    with pytest.raises(ConfigError, match="billing.gateway"):
+        load_packs([str(good), str(dup)])
+
+
+def _generated_log(path: Path, lines: int, seed: int = 3) -> None:
+    rng = random.Random(seed)
+    samples = [t for s in SIGNATURES for t in (*s.examples, *s.near_misses)]
+    with open(path, "w") as f:
+        for i in range(lines):
+            body = rng.choice(samples) if rng.random() < 0.1 else \
+                f"GET /items/{i} took {rng.randint(1, 900)}ms user=u{i % 97}"
+            f.write(f"2024-05-01T10:{(i // 500) % 60:02d}:{i % 60:02d}Z INFO {body}\n")
+
+
+@pytest.mark.skipif(shutil.which("grep") is None, reason="grep not installed")
+def test_matched_line_count_equals_grep_on_every_engine(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The matched-line count equals `LC_ALL=C grep -E -c -f patterns`, for every engine,
+    in one process and across worker processes with many small ranges."""
+    log, patterns = tmp_path / "gen.log", tmp_path / "patterns.txt"
+    _generated_log(log, 8000)
+    patterns.write_text("".join(p + "\n" for _, p in PATTERNS))
+    grep = subprocess.run(["grep", "-E", "-c", "-f", str(patterns), str(log)],
+                          capture_output=True, text=True, env={"LC_ALL": "C"}, check=True)
+    expected = int(grep.stdout)
+    assert expected > 400
+    monkeypatch.setattr(scan_module, "RANGE_BYTES", 256 * 1024)
+    monkeypatch.setattr(scan_module, "CHUNK_BYTES", 64 * 1024)
+    results = {}
+    for engine in ENGINES:
+        for workers in (1, 2):
+            result = scan_files([log], SIGNATURES, engine=engine, workers=workers,
+                                count_lines=workers == 1)
+            assert result.matched_lines == expected, (engine, workers)
+            results[engine, workers] = [(h.count, h.first_seen, h.last_seen, h.examples)
+                                        for h in result.hits]
+    assert len({repr(r) for r in results.values()}) == 1
+
+
+def test_hits_are_aggregated_per_signature_with_redacted_examples(tmp_path: Path) -> None:
+    """Count, first/last minute, per-minute histogram, file:line examples, secrets masked."""
+    log = tmp_path / "app.log"
+    log.write_text(
+        "2024-05-01T10:00:05Z INFO ok\n"
+        "2024-05-01T10:00:06Z ERROR FATAL:  sorry, too many clients already\n"
+        "2024-05-01T10:01:07Z ERROR could not connect to server postgresql://app:hunter22@db/app\n"
+        "2024-05-01T10:02:08Z ERROR FATAL:  sorry, too many clients already\n")
+    result = scan_files([log], SIGNATURES, workers=1)
+    uncounted = scan_files([log], SIGNATURES, workers=1, count_lines=False)
+    assert [h.examples for h in uncounted.hits] == [h.examples for h in result.hits]
+    by_id = {h.signature.id: h for h in result.hits}
+    slots = by_id["pool.db_slots"]
+    assert (slots.count, slots.first_seen, slots.last_seen) == (
+        2, "2024-05-01T10:00Z", "2024-05-01T10:02Z")
+    assert dict(slots.per_minute) == {"2024-05-01T10:00Z": 1, "2024-05-01T10:02Z": 1}
+    assert [e["line"] for e in slots.examples] == [2, 4]
+    example = by_id["db.connection_failed"].examples[0]
+    assert example["line"] == 3 and "hunter22" not in example["text"]
+    assert result.matched_lines == 3 and result.stats.lines == 4
+
+
+def test_a_truncated_gzip_is_scanned_up_to_the_damage(tmp_path: Path) -> None:
+    """A cut .gz file yields the hits before the cut and a warning, not an exception."""
+    body = b"".join(b"2024-05-01T10:00:00Z ERROR deadlock detected\n" for _ in range(50000))
+    whole = gzip.compress(body)
+    log = tmp_path / "app.log.1.gz"
+    log.write_bytes(whole[: len(whole) // 2])
+    result = scan_files([log], SIGNATURES, workers=1)
+    hits = {h.signature.id: h.count for h in result.hits}
+    assert 0 < hits["conflict.serialization"] < 50000
+    assert result.stats.truncated_files == [str(log)]
+
+
+def test_an_unreadable_file_is_reported_not_raised(tmp_path: Path) -> None:
+    """A path that cannot be opened for reading (a directory named like a log) is listed
+    as unreadable; the other files are still scanned."""
+    good = tmp_path / "good.log"
+    good.write_text("ERROR deadlock detected\n")
+    bad = tmp_path / "bad.log"
+    bad.mkdir()
+    result = scan_files([bad, good], SIGNATURES, workers=1)
+    assert result.stats.unreadable == [str(bad)]
+    assert result.matched_lines == 1
