@@ -34,8 +34,10 @@ test: $(STAMP) servers
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP) servers
-	@if ! command -v rg >/dev/null || ! command -v check_postgres.pl >/dev/null && ! test -x /usr/bin/check_postgres; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ripgrep check-postgres hyperfine >/dev/null || true; \
+	@if ! command -v rg >/dev/null || ! command -v check_postgres >/dev/null; then \
+		echo "installing ripgrep and check-postgres (bench peers) with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			ripgrep check-postgres >/dev/null; \
 	fi
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/run.py $(BENCH)
