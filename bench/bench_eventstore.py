@@ -1,6 +1,7 @@
 """Bench: the event store side by side with the `eventsourcing` library.
 
-    .venv/bin/python bench/bench_eventstore.py [--append 50000] [--scan 5000000] [--record]
+    .venv/bin/python bench/bench_eventstore.py [--append 50000] [--scan 5000000]
+                                               [--repeat 3] [--record]
 
 On a throwaway PostgreSQL cluster (tests/fixtures/postgres.py: fsync off, like the
 tests) and a SQLite file, in one run:
@@ -13,7 +14,10 @@ tests) and a SQLite file, in one run:
 - integrity scan: `--scan` events generated in SQL, scanned by our scanner on our
   schema and, through its column mapping, on `eventsourcing`'s table.
 
-Peak RSS is sampled after each phase to show memory stays bounded. Goals (issue 7):
+Each measure runs `--repeat` times, ours and the peer interleaved so that a busy
+moment on a shared machine hits both; the summary gives medians, ratios to the peer
+and whether each goal is met. Peak RSS is sampled after each phase to show memory
+stays bounded. Goals (issue 7):
 append >= 20,000/s on PostgreSQL and >= 50,000/s on SQLite, scan >= 1,000,000/s on a
 5,000,000-event PostgreSQL store, rebuild >= 100,000/s.
 Needs `pip install "eventsourcing[postgres]"` (bench extra).
@@ -23,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -146,73 +152,112 @@ def generate(server: PostgresServer, count: int) -> None:
     server.psql("VACUUM ANALYZE es_events", dbname="scan")
 
 
+TARGETS = {"append_pg_ours": 20_000, "append_sqlite_ours": 50_000,
+           "rebuild_postgresql_ours": 100_000, "rebuild_sqlite_ours": 100_000,
+           "scan_pg_ours": 1_000_000}
+PEERS = {"append_pg_ours": "append_pg_es", "append_sqlite_ours": "append_sqlite_es",
+         "rebuild_postgresql_ours": "rebuild_pg_es"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--append", type=int, default=50_000)
     parser.add_argument("--scan", type=int, default=5_000_000)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each measure (ours and the peer interleaved); the "
+                             "median is reported, the machine being shared")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
-    results: dict[str, float] = {}
+    runs: dict[str, list[float]] = {}
+
+    def measure(key: str, label: str, count: int, work: Callable[[], Any]) -> None:
+        runs.setdefault(key, []).append(timed(label, count, work))
+
     server = PostgresServer(settings={"shared_buffers": "256MB", "work_mem": "64MB",
                                       "max_parallel_workers_per_gather": "2"})
     tmp = Path(tempfile.mkdtemp(prefix="stackmedic-bench-"))
+    n = args.append
     try:
-        server.psql("CREATE DATABASE ours")
-        server.psql("CREATE DATABASE theirs")
         server.psql("CREATE DATABASE scan")
-        ours_pg = server.dsn(dbname="ours")
-        env = {"PERSISTENCE_MODULE": "eventsourcing.postgres", "POSTGRES_DBNAME": "theirs",
-               "POSTGRES_HOST": "127.0.0.1", "POSTGRES_PORT": str(server.port),
-               "POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": ""}
-        app = es_app(env)
-        n = args.append
-        print(f"append, batches of {BATCH}")
-        results["append_pg_ours"] = timed("ours, PostgreSQL", n, lambda: ours_append(ours_pg, n))
-        results["append_pg_es"] = timed("eventsourcing, PostgreSQL", n, lambda: es_append(app, n))
-        ours_lite = f"sqlite:///{tmp / 'ours.db'}"
-        lite_app = es_app({"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                           "SQLITE_DBNAME": str(tmp / "theirs.db")})
-        results["append_sqlite_ours"] = timed("ours, SQLite (WAL)", n,
-                                              lambda: ours_append(ours_lite, n))
-        results["append_sqlite_es"] = timed("eventsourcing, SQLite", n,
-                                            lambda: es_append(lite_app, n))
-        print("full rebuild into a simple projection")
-        for label, dsn in (("PostgreSQL", ours_pg), ("SQLite", ours_lite)):
-            with open_store(dsn) as store:
-                key = f"rebuild_{label.lower()}_ours"
-                results[key] = timed(f"ours, {label}", n,
-                                     lambda s=store: rebuild(s, PerStream(), batch_size=5000))
-        results["rebuild_pg_es"] = timed("eventsourcing notification log, PostgreSQL", n,
-                                         lambda: es_rebuild(app, ours_pg))
-        app.close()
-        lite_app.close()
+        apps = []
+        for run in range(args.repeat):
+            print(f"append, batches of {BATCH} (run {run + 1}/{args.repeat})")
+            server.psql(f"CREATE DATABASE ours{run}")
+            server.psql(f"CREATE DATABASE theirs{run}")
+            ours_pg = server.dsn(dbname=f"ours{run}")
+            app = es_app({"PERSISTENCE_MODULE": "eventsourcing.postgres",
+                          "POSTGRES_DBNAME": f"theirs{run}", "POSTGRES_HOST": "127.0.0.1",
+                          "POSTGRES_PORT": str(server.port), "POSTGRES_USER": "postgres",
+                          "POSTGRES_PASSWORD": ""})
+            lite_app = es_app({"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                               "SQLITE_DBNAME": str(tmp / f"theirs{run}.db")})
+            ours_lite = f"sqlite:///{tmp / f'ours{run}.db'}"
+            measure("append_pg_ours", "ours, PostgreSQL", n,
+                    lambda d=ours_pg: ours_append(d, n))
+            measure("append_pg_es", "eventsourcing, PostgreSQL", n,
+                    lambda a=app: es_append(a, n))
+            measure("append_sqlite_ours", "ours, SQLite (WAL)", n,
+                    lambda d=ours_lite: ours_append(d, n))
+            measure("append_sqlite_es", "eventsourcing, SQLite", n,
+                    lambda a=lite_app: es_append(a, n))
+            apps.append((app, lite_app, ours_pg, ours_lite))
+        for run in range(args.repeat):
+            print(f"full rebuild into a simple projection (run {run + 1}/{args.repeat})")
+            app, _, ours_pg, ours_lite = apps[run]
+            for label, dsn in (("PostgreSQL", ours_pg), ("SQLite", ours_lite)):
+                with open_store(dsn) as store:
+                    measure(f"rebuild_{label.lower()}_ours", f"ours, {label}", n,
+                            lambda s=store: rebuild(s, PerStream(), batch_size=5000))
+            measure("rebuild_pg_es", "eventsourcing notification log, PostgreSQL", n,
+                    lambda a=app, d=ours_pg: es_rebuild(a, d))
         print(f"integrity scan, {args.scan:,} events generated in SQL")
         open_store(server.dsn(dbname="scan")).close()
         started = time.perf_counter()
         generate(server, args.scan)
         print(f"  (generated in {time.perf_counter() - started:.0f}s)")
-        results["scan_pg_ours"] = timed("ours, our schema, PostgreSQL", args.scan,
-                                        lambda: scan(server.dsn(dbname="scan")))
-        results["scan_pg_es_table"] = timed(f"ours, eventsourcing's table ({n:,})", n,
-                                            lambda: scan(server.dsn(dbname="theirs"),
-                                                         eventsourcing_mapping("bench_events")))
-        results["scan_sqlite_ours"] = timed("ours, our schema, SQLite", n,
-                                            lambda: scan(ours_lite))
-        results["peak_rss_mb"] = rss_mb()
+        for _ in range(args.repeat):
+            measure("scan_pg_ours", "ours, our schema, PostgreSQL", args.scan,
+                    lambda: scan(server.dsn(dbname="scan")))
+        _, _, ours_pg, ours_lite = apps[0]
+        measure("scan_pg_es_table", f"ours, eventsourcing's table ({n:,})", n,
+                lambda: scan(server.dsn(dbname="theirs0"),
+                             eventsourcing_mapping("bench_events")))
+        measure("scan_sqlite_ours", f"ours, our schema, SQLite ({n:,})", n,
+                lambda: scan(ours_lite))
+        for app, lite_app, _, _ in apps:
+            app.close()
+            lite_app.close()
     finally:
         server.destroy()
         shutil.rmtree(tmp, ignore_errors=True)
+    lines = summary(runs)
+    print("\n".join(lines))
     if args.record:
-        record(results, args)
+        record(lines, args)
 
 
-def record(results: dict[str, float], args: argparse.Namespace) -> None:
-    lines = [f"\n### bench_eventstore.py, {datetime.now(UTC):%Y-%m-%d %H:%M}Z "
-             f"({platform.python_version()}, {platform.machine()}, append {args.append:,}, "
-             f"scan {args.scan:,})\n", "| measure | events/s |", "|---|---:|"]
-    lines += [f"| {k} | {v:,.0f} |" for k, v in results.items()]
+def summary(runs: dict[str, list[float]]) -> list[str]:
+    """Median per measure, its ratio to the peer's median, and the goal."""
+    lines = ["| measure | median events/s | runs | vs peer | goal |", "|---|---:|---|---:|---|"]
+    for key, rates in runs.items():
+        median = statistics.median(rates)
+        peer = PEERS.get(key)
+        ratio = f"{median / statistics.median(runs[peer]):.2f}x" if peer in runs else ""
+        goal = TARGETS.get(key)
+        verdict = f">= {goal:,}: {'met' if median >= goal else 'NOT met'}" if goal else ""
+        lines.append(f"| {key} | {median:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} "
+                     f"| {ratio} | {verdict} |")
+    lines.append(f"| peak_rss_mb | {rss_mb():.0f} | | | |")
+    return lines
+
+
+def record(lines: list[str], args: argparse.Namespace) -> None:
+    load = " ".join(os.getloadavg().__repr__().strip("()").split(", "))
+    header = (f"\n### bench_eventstore.py, {datetime.now(UTC):%Y-%m-%d %H:%M}Z "
+              f"({platform.python_version()}, {platform.machine()}, append {args.append:,}, "
+              f"scan {args.scan:,}, median of {args.repeat}, load average {load})\n")
     with open(ROOT / "bench" / "RESULTS.md", "a", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
+        out.write(header + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

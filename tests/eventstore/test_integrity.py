@@ -222,3 +222,41 @@ def test_scanner_on_a_message_db_messages_table(pg_dsn: str) -> None:
     assert report.counts["payload_invalid"] == 0
 
 
+
+
+def test_bucket_pass_finds_exactly_what_the_event_by_event_check_finds(
+        dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time check skips buckets of 1024 positions that cannot hold an anomaly: on a
+    store with disorder inside a bucket and across a bucket boundary, a future event,
+    an ancient one and an in-tolerance step back, it reports the same anomalies as
+    checking every event."""
+    from datetime import timedelta
+
+    from stackmedic.eventstore import integrity
+
+    base = NOW - timedelta(hours=1)
+    times = {p: base + timedelta(milliseconds=10 * p) for p in range(1, 6001)}
+    times[500] -= timedelta(hours=2)          # disorder inside bucket 0
+    times[1024] = times[1023] - timedelta(minutes=2)  # first of bucket 1, before 1023
+    times[1500] -= timedelta(seconds=59)      # within the 60 s skew: not an anomaly
+    times[2047] = FUTURE                      # future; 2048 then steps back: disorder
+    times[2600] = ANCIENT                     # ancient and disorder
+    times[4096] = times[4095] - timedelta(minutes=2)  # after clean bucket 3: needs 4095
+    with open_store(dsn) as store:
+        for first in range(1, 6001, 100):
+            store.append(f"s-{first}", [NewEvent("e", {"n": 1}, occurred_at=times[p])
+                                        for p in range(first, first + 100)])
+    checked: list[list[tuple[int, int, int]]] = []
+    times_check = integrity._Scan.times
+    monkeypatch.setattr(integrity._Scan, "times",
+                        lambda self, ranges: checked.append(ranges) or times_check(self, ranges))
+    fast = scan(dsn)
+    monkeypatch.setattr(integrity._Scan, "exact_only", True)
+    exact = scan(dsn)
+    assert checked == [[(0, 0, 3072), (3072, 4096, 5120)], [(0, 0, 0)]]  # 3 and 5 skipped
+    assert found(fast, "timestamp_future") == {("s-2001", 2047)}
+    assert found(fast, "timestamp_ancient") == {("s-2501", 2600)}
+    assert {p for _, p in found(fast, "position_time_disorder")} == {500, 1024, 2048, 2600,
+                                                                     4096}
+    assert fast.to_dict() | {"seconds": 0} == exact.to_dict() | {"seconds": 0}
+    assert fast.events == 6000

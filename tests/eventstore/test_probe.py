@@ -61,6 +61,29 @@ def test_planted_corruption_becomes_findings_with_filled_remedies(tmp_path: Path
                                       "eventstore.timestamp.future"}
 
 
+def test_disorder_and_checkpoint_ahead_have_their_own_symptoms(tmp_path: Path) -> None:
+    """An event older than the one before it is position disorder (a warning, not a
+    future timestamp); a checkpoint past the head is checkpoint.ahead, not stalled."""
+    dsn = _store(tmp_path)
+    early = datetime.now(UTC) - timedelta(hours=1)
+    with open_store(dsn) as store:
+        store.append("late-1", [NewEvent("placed", occurred_at=early)])
+        with store.transaction() as tx:
+            store.save_checkpoint(tx, "orders", 9999)
+    run = run_components({"events": {"kind": "eventstore", "dsn": dsn,
+                                      "projections": ["orders"]}})
+    assert symptoms(run.findings) == {"eventstore.position.disorder",
+                                      "eventstore.checkpoint.ahead"}
+    [disorder] = with_symptom(run.findings, "eventstore.position.disorder")
+    assert disorder.severity is Severity.WARNING
+    assert (disorder.evidence["first_stream"], disorder.evidence["first_position"]) == \
+        ("late-1", 7)
+    [ahead] = with_symptom(run.findings, "eventstore.checkpoint.ahead")
+    assert ahead.severity is Severity.CRITICAL and ahead.observed == 1
+    assert (ahead.evidence["projection"], ahead.evidence["checkpoint"]) == ("orders", 9999)
+    assert ahead.remedy is not None and "--projection module:" in ahead.remedy.steps[1]
+
+
 def test_stalled_and_lagging_projections(tmp_path: Path) -> None:
     """A projection that never ran is stalled; one far behind is critical lag."""
     dsn = _store(tmp_path)
@@ -114,7 +137,8 @@ def test_remedy_placeholders_are_all_filled(tmp_path: Path) -> None:
     problems = [f for f in run.findings if f.is_problem]
     assert {f.symptom for f in problems} >= {"eventstore.duplicate_event",
                                              "eventstore.timestamp.ancient",
-                                             "eventstore.projection.stalled"}
+                                             "eventstore.position.disorder",
+                                             "eventstore.checkpoint.ahead"}
     for finding in problems:
         for step in fix_steps(load_runbook(finding.symptom)):
             assert "<" not in fill(step, finding).replace("<=", ""), (finding.symptom, step)

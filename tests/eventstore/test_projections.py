@@ -18,10 +18,12 @@ from stackmedic.eventstore import (
     NewEvent,
     ProjectionError,
     RebuildError,
+    RecordedEvent,
+    Tx,
     open_store,
 )
 from stackmedic.eventstore.lag import LagMonitor
-from stackmedic.eventstore.projections import ProjectionRunner
+from stackmedic.eventstore.projections import Projection, ProjectionRunner
 from stackmedic.eventstore.rebuild import rebuild
 from tests.eventstore.helpers import BatchCounting, CountingProjection
 
@@ -157,6 +159,36 @@ def test_batch_projection_falls_back_to_single_events_to_find_a_poison_event(dsn
         assert BatchCounting.batch_calls >= 2 and stats.parked == 1
         assert store.parked("batch_counting") == [(7, "ValueError: cannot apply 7")]
         assert _counts(store, projection) == {p: 1 for p in range(1, 11) if p != 7}
+
+
+class _Constrained(Projection):
+    """Stores each event's `i` in a table whose CHECK rejects 7: the failure comes from
+    the database, after the statement was sent (pipelined on PostgreSQL)."""
+
+    name = "constrained"
+    tables = ("constrained",)
+
+    def setup(self, tx: Tx) -> None:
+        tx.execute("CREATE TABLE IF NOT EXISTS constrained (position INTEGER PRIMARY KEY, "
+                   "i INTEGER NOT NULL CHECK (i <> 7))")
+
+    def apply(self, event: RecordedEvent, tx: Tx) -> None:
+        tx.execute("INSERT INTO constrained VALUES (?, ?)", (event.position, event.data["i"]))
+
+
+def test_a_database_error_in_a_batch_parks_only_its_event(dsn: str) -> None:
+    """A constraint violation raised by the server mid-batch rolls the batch back; the
+    replay finds the event it belongs to, parks it and applies every other once."""
+    with open_store(dsn) as store:
+        _fill(store, 12)
+        stats = ProjectionRunner(store, _Constrained(), batch_size=5, on_error="skip"
+                                 ).run_until_idle()
+        assert stats.parked == 1 and stats.position == 12
+        [(position, error)] = store.parked("constrained")
+        assert position == 8 and "check" in error.lower()
+        with store.transaction() as tx:
+            rows = tx.execute("SELECT position FROM constrained ORDER BY position").fetchall()
+        assert [r[0] for r in rows] == [p for p in range(1, 13) if p != 8]
 
 
 def test_run_forever_follows_new_events_until_stopped(dsn: str) -> None:

@@ -33,6 +33,7 @@ from stackmedic.eventstore._model import (
     RecordedEvent,
     Tx,
     category_of,
+    stored_event,
 )
 
 __all__ = ["EventStore", "open_store"]
@@ -81,9 +82,6 @@ class EventStore(abc.ABC):
         """Check expected versions and insert, positions in commit order."""
 
     @abc.abstractmethod
-    def _decode(self, row: Sequence[Any]) -> RecordedEvent: ...
-
-    @abc.abstractmethod
     def close(self) -> None: ...
 
     # --- transactions ------------------------------------------------------------------
@@ -109,6 +107,14 @@ class EventStore(abc.ABC):
             raise
         self._depth = 0
         self._commit()
+
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Inside a transaction: let statements go to the server without waiting for
+        each result (PostgreSQL pipeline mode; a no-op on SQLite). Errors may then
+        surface at a later statement or when the block ends, not at the statement
+        that caused them."""
+        yield
 
     # --- writing -------------------------------------------------------------------------
 
@@ -203,7 +209,7 @@ class EventStore(abc.ABC):
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         rows = self._read(sql, params).fetchall()
-        return [self._decode(row) for row in rows]
+        return list(map(stored_event, rows))
 
     def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events with a global position greater than `after`, in position order."""

@@ -25,8 +25,9 @@ Appends NOTIFY `<prefix>events` so runners can LISTEN instead of polling.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from json.encoder import encode_basestring
 from typing import Any, ClassVar
 
 from stackmedic.eventstore._base import EventStore
@@ -35,13 +36,13 @@ from stackmedic.eventstore._model import (
     AppendResult,
     DuplicateEventError,
     EventStoreError,
-    RecordedEvent,
     Tx,
+    category_of,
 )
 
 __all__ = ["PostgresEventStore"]
 
-_dumps = json.JSONEncoder(ensure_ascii=False).encode
+_quote = encode_basestring  # a str as a JSON string, in C
 
 
 class _PgTx:
@@ -81,9 +82,10 @@ class PostgresEventStore(EventStore):
     """Event store in PostgreSQL tables `<prefix>events`, `<prefix>checkpoints`…"""
 
     dialect: ClassVar[str] = "postgres"
-    # uuid as text: psycopg would build a uuid.UUID per row only for us to str() it.
-    columns: ClassVar[str] = "position, stream, version, event_id::text, type, data, " \
-        "metadata, occurred_at"
+    # uuid as text: psycopg would build a uuid.UUID per row only for us to str() it;
+    # payloads as text, decoded only when a projection reads them (RecordedEvent).
+    columns: ClassVar[str] = "position, stream, version, event_id::text, type, data::text, " \
+        "metadata::text, occurred_at"
 
     def __init__(self, dsn: str, *, prefix: str = "es_", create: bool = True,
                  read_only: bool = False, timeout: float = 10.0) -> None:
@@ -101,6 +103,7 @@ class PostgresEventStore(EventStore):
             raise EventStoreError(f"cannot connect to the event store: {err}") from None
         self._handle = _PgTx(self.conn)
         self._lock_key = f"stackmedic:{self.events_table}"
+        self._append = self._append_sql()
         self.channel = f"{prefix}events"
         self._listener: Any = None
         if create:
@@ -147,6 +150,14 @@ class PostgresEventStore(EventStore):
     def _tx(self) -> Tx:
         return self._handle
 
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        with self.conn.pipeline():
+            if self._handle.begin_pending:  # BEGIN is queued like the rest
+                self._handle.begin_pending = False
+                self.conn.execute("BEGIN")
+            yield
+
     def _begin(self) -> None:
         self._handle.begin_pending = True
 
@@ -162,44 +173,60 @@ class PostgresEventStore(EventStore):
             self.conn.execute("ROLLBACK")
         self._handle.begin_pending = self._handle.committed = False
 
+    def _append_sql(self) -> str:
+        """One statement that reads each stream's version, checks the expected ones and
+        inserts only if all match, numbering versions from what it read; it runs after
+        the lock statement, so its snapshot sees every append committed before."""
+        e = self.events_table
+        return (
+            "WITH cur AS MATERIALIZED (SELECT s.stream, s.expected, coalesce((SELECT "
+            f"max(version) FROM {e} WHERE stream = s.stream), 0) AS v FROM "
+            "unnest(%s::text[], %s::bigint[]) AS s(stream, expected)), "
+            "ok AS MATERIALIZED (SELECT bool_and(expected IS NULL OR expected = v) AS ok "
+            "FROM cur), "
+            f"ins AS (INSERT INTO {e} (event_id, stream, category, version, type, data, "
+            "metadata, occurred_at) SELECT (x->>0)::uuid, x->>1, x->>2, (SELECT v FROM cur "
+            "WHERE cur.stream = x->>1) + (x->>3)::bigint, x->>4, x->5, x->6, "
+            "(x->>7)::timestamptz FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY "
+            "AS d(x, i) WHERE (SELECT ok FROM ok) ORDER BY i RETURNING position) "
+            "SELECT stream, v, (SELECT min(position) FROM ins), (SELECT max(position) FROM "
+            "ins), (SELECT pg_notify(%s, '') FROM ok WHERE ok) FROM cur")
+
     def _insert(self, tx: Tx, batches: Sequence[AppendBatch]) -> AppendResult:
+        """One round trip: lock, check-and-insert, and (when the append is its own
+        transaction) COMMIT go out in one pipeline. The lock is its own statement
+        because in READ COMMITTED a statement's snapshot is taken when it starts: the
+        next statement then sees every append committed by the previous lock holder.
+        Rows are numbered 1..n per stream here and offset by the current version in
+        SQL; ORDER BY keeps positions in batch order."""
         import psycopg
 
-        streams = [b.stream for b in batches]
-        # The lock is its own statement, before the version read: in READ COMMITTED the
-        # read then sees every append committed by the previous lock holder.
-        current = {s: int(v) for s, v in self._handle.run([
-            ("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_key,)),
-            (f"SELECT stream, max(version) FROM {self.events_table} "
-             "WHERE stream = ANY(%s) GROUP BY stream", (streams,))])[-1].fetchall()}
-        self.check_expected(batches, current)
         # One JSON parameter exploded by the server: far cheaper to build than eight
         # text arrays, and payloads go in as jsonb without a second encoding.
-        document = "[" + ",".join(
-            f'["{event_id}",{_dumps(stream)},{_dumps(category)},{version},{_dumps(kind)},'
-            f'{data},{metadata},"{occurred}"]'
-            for event_id, stream, category, version, kind, data, metadata, occurred
-            in self.rows_for(batches, current)) + "]"
-        # An append that is its whole transaction commits in the same round trip.
+        parts = []
+        for batch in batches:
+            head = f'{_quote(batch.stream)},{_quote(category_of(batch.stream))}'
+            for number, event in enumerate(batch.events, 1):
+                data, metadata, occurred = event.encoded()
+                parts.append(f'["{event.event_id}",{head},{number},{_quote(event.type)},'
+                             f'{data},{metadata},"{occurred}"]')
+        document = "[" + ",".join(parts) + "]"
         own = self._depth == 1
         try:
-            inserted = self._handle.run([
-                (f"INSERT INTO {self.events_table} (event_id, stream, category, version, "
-                 "type, data, metadata, occurred_at) SELECT (e->>0)::uuid, e->>1, e->>2, "
-                 "(e->>3)::bigint, e->>4, e->5, e->6, (e->>7)::timestamptz "
-                 "FROM jsonb_array_elements(%s::jsonb) AS e RETURNING position", (document,)),
-                ("SELECT pg_notify(%s, '')", (self.channel,)),
+            results = self._handle.run([
+                ("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_key,)),
+                (self._append, ([b.stream for b in batches], [b.expected for b in batches],
+                                document, self.channel)),
                 *([("COMMIT", None)] if own else [])])
             self._handle.committed = own
         except psycopg.errors.UniqueViolation as err:
             raise DuplicateEventError(f"append rejected: {err.diag.message_detail}") from None
-        positions = [r[0] for r in inserted[-3 if own else -2].fetchall()]
-        versions = {b.stream: current.get(b.stream, 0) + len(b.events) for b in batches}
-        return AppendResult(min(positions), max(positions), versions)
-
-    def _decode(self, row: Sequence[Any]) -> RecordedEvent:
-        return RecordedEvent(int(row[0]), row[1], int(row[2]), str(row[3]), row[4], row[5],
-                             row[6], row[7])
+        rows = results[-2 if own else -1].fetchall()
+        current = {str(stream): int(version) for stream, version, _, _, _ in rows}
+        self.check_expected(batches, current)  # nothing was inserted if this raises
+        first, last = rows[0][2], rows[0][3]
+        versions = {b.stream: current[b.stream] + len(b.events) for b in batches}
+        return AppendResult(int(first), int(last), versions)
 
     def wait_for_events(self, timeout: float) -> None:
         """Block until an append is notified or `timeout` passes (LISTEN/NOTIFY)."""

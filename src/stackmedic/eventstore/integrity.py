@@ -4,10 +4,16 @@
     report = scan(dsn, eventsourcing_mapping("myapp_events"))           # `eventsourcing`
     report = scan(dsn, MESSAGE_DB)                                      # Message DB
 
-Each check is one SQL query whose rows are the anomalies themselves (window
-functions for version gaps/repeats and time order, GROUP BY for duplicate ids), read
-through a server-side cursor: memory stays bounded (counts plus 10 samples per kind)
-whatever the table size. Payloads are checked in SQL where the database can
+Each check is SQL whose rows are the anomalies themselves (window functions for
+version gaps/repeats and time order, GROUP BY for duplicate ids), read through a
+server-side cursor: memory stays bounded (counts plus 10 samples per kind) whatever
+the table size. The time checks run event by event only where a first aggregate
+over buckets of 1024 positions says an anomaly is possible (see `_Scan.buckets`);
+that pass runs on a second connection beside the version check. Measured on
+5,000,000 events (PostgreSQL 15, 2 shared cores): 8.6 s before (a window over every
+event, hash aggregates, JIT compiling for 2 s), 2.6-3.5 s after.
+
+Payloads are checked in SQL where the database can
 (`json_valid` on SQLite; `json`/`jsonb` columns cannot hold bad JSON at all); binary
 or text payloads on PostgreSQL < 16 (no `IS JSON`) are decoded in a streaming pass,
 which also reads a timestamp stored inside the payload (the `eventsourcing` library
@@ -17,14 +23,15 @@ keeps it there). JSON Schemas per event type support the common subset: `type`,
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stackmedic.eventstore._dsn import is_sqlite, sqlite_path
+from stackmedic.eventstore._payload import decode, payload_time, schema_errors
 
 __all__ = ["KINDS", "MESSAGE_DB", "Anomaly", "ColumnMapping", "IntegrityReport", "Tolerances",
            "eventsourcing_mapping", "scan", "stackmedic_mapping"]
@@ -32,6 +39,8 @@ __all__ = ["KINDS", "MESSAGE_DB", "Anomaly", "ColumnMapping", "IntegrityReport",
 KINDS = ("version_gap", "version_repeat", "duplicate_event_id", "payload_invalid",
          "timestamp_future", "timestamp_ancient", "position_time_disorder", "checkpoint_ahead")
 _SAMPLES = 10
+_BUCKET_SHIFT = 10  # time-check buckets of 1024 positions
+_MAX_SUSPECTS = 2000  # more suspect ranges than this: check the whole table exactly
 _JULIAN_EPOCH = 2440587.5  # julianday('1970-01-01')
 
 
@@ -141,7 +150,8 @@ def scan(dsn: str, mapping: ColumnMapping | None = None, *,
     db = _Db(dsn, statement_timeout)
     try:
         report = _Scan(db, mapping or stackmedic_mapping(), tolerances or Tolerances(),
-                       dict(schemas or {}), now or datetime.now(UTC), trust_constraints).run()
+                       dict(schemas or {}), now or datetime.now(UTC), trust_constraints,
+                       lambda: _Db(dsn, statement_timeout)).run()
     finally:
         db.close()
     report.seconds = time.perf_counter() - started
@@ -162,7 +172,9 @@ class _Db:
 
             self.conn = psycopg.connect(
                 dsn, connect_timeout=10,
-                options=f"-c default_transaction_read_only=on -c TimeZone=UTC "
+                # jit=off: compiling these big-cost plans took longer than running
+                # them (2 s of JIT on a 5M-event scan).
+                options=f"-c default_transaction_read_only=on -c TimeZone=UTC -c jit=off "
                         f"-c statement_timeout={int(statement_timeout * 1000)}")
         self._cursors = 0
 
@@ -205,30 +217,59 @@ class _Db:
             "AND a.attname = %s", (table, column)))
         return str(rows[0][0]) if rows else None
 
+    def leading_index(self, table: str, columns: tuple[str, str]) -> bool:
+        """Whether a valid btree index starts with `columns` (PostgreSQL only)."""
+        if self.sqlite:
+            return False
+        rows = list(self.rows(
+            "SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND "
+            "a.attnum = i.indkey[0] JOIN pg_attribute b ON b.attrelid = i.indrelid AND "
+            "b.attnum = i.indkey[1] WHERE i.indrelid = %s::regclass AND i.indisvalid "
+            "AND a.attname = %s AND b.attname = %s", (table, *columns)))
+        return bool(rows)
+
     def close(self) -> None:
         self.conn.close()
 
 
 class _Scan:
+    exact_only = False  # tests: check every event exactly, without the bucket pass
+
     def __init__(self, db: _Db, m: ColumnMapping, tol: Tolerances, schemas: dict[str, Any],
-                 now: datetime, trust_constraints: bool) -> None:
+                 now: datetime, trust_constraints: bool, connect: Callable[[], _Db]) -> None:
         self.db, self.m, self.tol, self.schemas, self.now = db, m, tol, schemas, now
         self.trust_constraints = trust_constraints
+        self.connect = connect
         self.report = IntegrityReport()
+        t = f"julianday({m.occurred_at})" if db.sqlite else m.occurred_at
+        skew: Any = tol.disorder.total_seconds() / 86400 if db.sqlite else tol.disorder
+        self.t, self.skew = t, skew
+        self.future, self.ancient = self._time(now + tol.future), self._time(now - tol.ancient)
 
     def run(self) -> IntegrityReport:
         m, report = self.m, self.report
-        count, head = self.db.one(f"SELECT count(*), coalesce(max({m.position}), 0) "
-                                  f"FROM {m.table}")
-        report.events, report.head = int(count), int(head)
-        self.versions()
-        if m.event_id:
-            self.duplicates()
-        else:
-            report.skipped["duplicate_event_id"] = "no event id column (versions identify events)"
-        if m.occurred_at:
-            self.times()
-        elif not m.time_in_payload:
+        report.head = int(self.db.one(f"SELECT coalesce(max({m.position}), 0) "
+                                      f"FROM {m.table}")[0])
+        # The time buckets (one full read of the table) run on a second connection
+        # while this one checks versions (one read of the stream index): two cores.
+        pool = ThreadPoolExecutor(1) if m.occurred_at else None
+        buckets = pool.submit(self.buckets) if pool else None
+        try:
+            if not buckets:
+                report.events = int(self.db.one(f"SELECT count(*) FROM {m.table}")[0])
+            self.versions()
+            if m.event_id:
+                self.duplicates()
+            else:
+                report.skipped["duplicate_event_id"] = ("no event id column (versions "
+                                                        "identify events)")
+            if buckets:
+                report.events, suspects = buckets.result()
+                self.times(suspects)
+        finally:
+            if pool:
+                pool.shutdown(wait=True, cancel_futures=True)
+        if not m.occurred_at and not m.time_in_payload:
             for kind in ("timestamp_future", "timestamp_ancient", "position_time_disorder"):
                 report.skipped[kind] = "no timestamp column"
         self.payloads()
@@ -250,12 +291,23 @@ class _Scan:
                f"ORDER BY {m.version}, {m.position}) AS prev FROM {m.table} "
                f"WHERE {m.stream} IN (SELECT s FROM bad)) t "
                "WHERE (prev IS NULL AND v <> %s) OR (prev IS NOT NULL AND v <> prev + 1)")
-        for stream, version, position, prev in self.db.rows(sql, (m.first_version,
-                                                                  m.first_version)):
-            expected = m.first_version if prev is None else prev + 1
-            kind = "version_repeat" if prev is not None and version == prev else "version_gap"
-            self.report.add(Anomaly(kind, str(stream), _int(position), _int(version),
-                                    f"expected version {expected}, found {version}"))
+        # With an index on (stream, version) the streaming GroupAggregate over it costs
+        # half the CPU of the hash aggregate the planner prefers (measured on 5M events:
+        # 0.9 s vs 1.9 s).
+        steer = self.db.leading_index(m.table, (m.stream, m.version))
+        if steer:
+            self.db.conn.execute("SET enable_hashagg = off")
+        try:
+            for stream, version, position, prev in self.db.rows(sql, (m.first_version,
+                                                                      m.first_version)):
+                expected = m.first_version if prev is None else prev + 1
+                kind = "version_repeat" if prev is not None and version == prev \
+                    else "version_gap"
+                self.report.add(Anomaly(kind, str(stream), _int(position), _int(version),
+                                        f"expected version {expected}, found {version}"))
+        finally:
+            if steer:
+                self.db.conn.execute("RESET enable_hashagg")
 
     def duplicates(self) -> None:
         m = self.m
@@ -276,18 +328,66 @@ class _Scan:
             return when.timestamp() / 86400 + _JULIAN_EPOCH
         return when.replace(tzinfo=None) if self.m.naive_utc else when
 
-    def times(self) -> None:
-        """Future, ancient and out-of-order times in one pass in position order."""
-        m = self.m
-        t = f"julianday({m.occurred_at})" if self.db.sqlite else m.occurred_at
-        future = self._time(self.now + self.tol.future)
-        ancient = self._time(self.now - self.tol.ancient)
-        skew: Any = (self.tol.disorder.total_seconds() / 86400 if self.db.sqlite
-                     else self.tol.disorder)
-        sql = (f"SELECT s, p, v, cur, prev FROM (SELECT {m.stream} AS s, {m.position} AS p, "
-               f"{m.version} AS v, {t} AS cur, LAG({t}) OVER (ORDER BY {m.position}) AS prev "
-               f"FROM {m.table}) x WHERE cur > %s OR cur < %s OR cur + %s < prev")
-        for stream, position, version, cur, prev in self.db.rows(sql, (future, ancient, skew)):
+    def buckets(self) -> tuple[int, list[tuple[int, int, int]]]:
+        """(event count, suspect ranges): one aggregate over the table gives the time
+        span of every bucket of 1024 positions, and only buckets that could hold an
+        anomaly are checked event by event. A bucket is safe when its times lie within
+        the tolerances and span less than the allowed skew, and its earliest time is
+        not earlier than the previous bucket's latest by more than the skew: then no
+        event in it is in the future, ancient, or earlier than the event before it.
+        Ranges are (context start, start, end) positions, the context being the
+        previous non-empty bucket (the event before the first one)."""
+        m, t, skew, shift = self.m, self.t, self.skew, _BUCKET_SHIFT
+        # MATERIALIZED: planned on its own, the aggregate is hashed; inlined, the planner
+        # (no statistics on the bucket expression) sorted all events to feed the window.
+        sql = (f"WITH g AS MATERIALIZED (SELECT {m.position} >> {shift} AS b, min({t}) AS lo, "
+               f"max({t}) AS hi, count(*) AS n FROM {m.table} GROUP BY 1) "
+               "SELECT b, pb, total, flagged FROM (SELECT b, LAG(b) OVER w AS pb, "
+               "sum(n) OVER () AS total, LEAD(b) OVER w AS nb, (hi > %s OR lo < %s OR "
+               "lo + %s < hi OR lo + %s < LAG(hi) OVER w) AS flagged FROM g "
+               "WINDOW w AS (ORDER BY b)) x WHERE flagged OR nb IS NULL ORDER BY b")
+        db = self.connect()
+        total = 0
+        ranges: list[tuple[int, int, int]] = []
+        try:
+            if self.exact_only:
+                return int(db.one(f"SELECT count(*) FROM {m.table}")[0]), [(0, 0, 0)]
+            for bucket, previous, count, flagged in db.rows(
+                    sql, (self.future, self.ancient, skew, skew)):
+                total = int(count)
+                if not flagged:
+                    continue
+                start, end = int(bucket) << shift, (int(bucket) + 1) << shift
+                if ranges and previous is not None and \
+                        ranges[-1][2] == (int(previous) + 1) << shift:
+                    ranges[-1] = (ranges[-1][0], ranges[-1][1], end)  # adjacent: extend
+                else:
+                    context = start if previous is None else int(previous) << shift
+                    ranges.append((context, start, end))
+                if len(ranges) > _MAX_SUSPECTS:
+                    return total, [(0, 0, 0)]
+        finally:
+            db.close()
+        return total, ranges
+
+    def times(self, suspects: list[tuple[int, int, int]]) -> None:
+        """Future, ancient and out-of-order times, event by event in position order,
+        over the suspect ranges ((0, 0, 0): the whole table)."""
+        m, t, skew = self.m, self.t, self.skew
+        for context, start, end in suspects:
+            where, outer, params = "", "", tuple[int, ...]()
+            if end:
+                where = f" WHERE {m.position} >= %s AND {m.position} < %s"
+                outer, params = "p >= %s AND ", (context, end, start)
+            sql = (f"SELECT s, p, v, cur, prev FROM (SELECT {m.stream} AS s, {m.position} AS "
+                   f"p, {m.version} AS v, {t} AS cur, LAG({t}) OVER (ORDER BY {m.position}) "
+                   f"AS prev FROM {m.table}{where}) x WHERE {outer}(cur > %s OR cur < %s OR "
+                   "cur + %s < prev)")
+            self._times_rows(self.db.rows(sql, (*params, self.future, self.ancient, skew)))
+
+    def _times_rows(self, rows: Iterator[tuple[Any, ...]]) -> None:
+        future, ancient, skew = self.future, self.ancient, self.skew
+        for stream, position, version, cur, prev in rows:
             when = _fmt(cur, self.db.sqlite)
             if cur > future:
                 self.report.add(Anomaly("timestamp_future", str(stream), _int(position),
@@ -328,7 +428,7 @@ class _Scan:
         sql = f"SELECT {m.stream}, {m.position}, {m.version}, {m.type}, {m.data} FROM {m.table}"
         future, ancient = self.now + self.tol.future, self.now - self.tol.ancient
         for stream, position, version, event_type, data in self.db.rows(sql + where, params):
-            value, error = _decode(data)
+            value, error = decode(data)
             if error is not None:
                 if report_decode:
                     self.report.add(Anomaly("payload_invalid", str(stream), _int(position),
@@ -336,12 +436,12 @@ class _Scan:
                 continue
             schema = self.schemas.get(str(event_type))
             if schema is not None:
-                problems = _schema_errors(schema, value, "$")
+                problems = schema_errors(schema, value, "$")
                 if problems:
                     self.report.add(Anomaly("payload_invalid", str(stream), _int(position),
                                             _int(version), f"{event_type}: {problems[0]}"))
             if m.time_in_payload:
-                when = _payload_time(value, m.time_in_payload)
+                when = payload_time(value, m.time_in_payload)
                 if when is not None and when > future:
                     self.report.add(Anomaly("timestamp_future", str(stream), _int(position),
                                             _int(version), f"occurred_at {when.isoformat()}"))
@@ -374,56 +474,3 @@ def _fmt(value: Any, julian: bool) -> str:
     if julian and isinstance(value, float):
         return datetime.fromtimestamp((value - _JULIAN_EPOCH) * 86400, UTC).isoformat()
     return str(value)
-
-
-def _decode(data: Any) -> tuple[Any, str | None]:
-    if isinstance(data, dict | list):
-        return data, None
-    try:
-        raw = bytes(data).decode("utf-8") if isinstance(data, bytes | memoryview) else data
-        return json.loads(raw), None
-    except (ValueError, TypeError) as err:
-        return None, f"payload does not decode: {str(err)[:120]}"
-
-
-def _payload_time(value: Any, path: tuple[str, ...]) -> datetime | None:
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when.replace(tzinfo=UTC) if when.utcoffset() is None else when
-
-
-_TYPES: dict[str, type | tuple[type, ...]] = {
-    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
-    "integer": int, "number": (int, float)}
-
-
-def _schema_errors(schema: Mapping[str, Any], value: Any, path: str) -> list[str]:
-    """Violations of the supported JSON Schema subset (type, required, properties,
-    enum, items); booleans are not integers, as in JSON Schema."""
-    expected = schema.get("type")
-    if isinstance(expected, str) and expected in _TYPES and (
-            not isinstance(value, _TYPES[expected])
-            or (isinstance(value, bool) and expected in ("integer", "number"))):
-        return [f"{path}: expected {expected}, got {type(value).__name__}"]
-    if "enum" in schema and value not in schema["enum"]:
-        return [f"{path}: {value!r} not in {schema['enum']!r}"]
-    errors: list[str] = []
-    if isinstance(value, dict):
-        errors += [f"{path}: missing required {key!r}" for key in schema.get("required", ())
-                   if key not in value]
-        for key, sub in schema.get("properties", {}).items():
-            if key in value:
-                errors += _schema_errors(sub, value[key], f"{path}.{key}")
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            errors += _schema_errors(schema["items"], item, f"{path}[{i}]")
-    return errors
-

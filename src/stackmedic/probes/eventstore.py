@@ -140,23 +140,29 @@ _INTEGRITY: dict[str, tuple[tuple[str, ...], str, str]] = {
     "eventstore.payload.invalid": (("payload_invalid",), "payloads that do not decode",
                                    "a writer bypassing the store's serializer, or an event "
                                    "type whose schema changed without an upcaster"),
-    "eventstore.timestamp.future": (("timestamp_future", "position_time_disorder"),
-                                    "event times ahead of now or out of position order",
+    "eventstore.timestamp.future": (("timestamp_future",), "event times ahead of now",
                                     "a writer's clock is ahead (NTP not running?) or times "
                                     "are local time stored as UTC"),
+    "eventstore.position.disorder": (("position_time_disorder",),
+                                     "event times earlier than the previous position's",
+                                     "writers' clocks disagree beyond the skew tolerance, or "
+                                     "a writer stamps events long before appending them"),
     "eventstore.timestamp.ancient": (("timestamp_ancient",), "absurdly old event times",
                                      "a zero/epoch default timestamp, or a unit mix-up "
                                      "(seconds vs milliseconds)"),
 }
 
 
+# Clock problems are warnings (the events are intact); the rest is damage (critical).
+_CLOCK = ("eventstore.timestamp.future", "eventstore.timestamp.ancient",
+          "eventstore.position.disorder")
+
+
 @probe.rule("eventstore.integrity", uses="integrity", cost="expensive",
-            symptoms=[*_INTEGRITY, "eventstore.projection.stalled"],
-            thresholds={sid: Threshold(None, 1, unit="events") for sid in _INTEGRITY
-                        if sid not in ("eventstore.timestamp.future",
-                                       "eventstore.timestamp.ancient")}
-            | {"eventstore.timestamp.future": Threshold(1, None, unit="events"),
-               "eventstore.timestamp.ancient": Threshold(1, None, unit="events")})
+            symptoms=[*_INTEGRITY, "eventstore.checkpoint.ahead"],
+            thresholds={sid: Threshold(1, None, unit="events") if sid in _CLOCK
+                        else Threshold(None, 1, unit="events") for sid in _INTEGRITY}
+            | {"eventstore.checkpoint.ahead": Threshold(None, 1, unit="checkpoints")})
 def integrity_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     """Each corruption kind as its symptom, with stream/position samples."""
     if "error" in facts:
@@ -181,19 +187,21 @@ def integrity_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                                   "scan_seconds": facts.get("seconds")},
                         identity=("table",))
     ahead = samples.get("checkpoint_ahead", [])
-    if ahead:
-        yield ctx.finding("eventstore.projection.stalled", Severity.CRITICAL,
-                          f"{counts.get('checkpoint_ahead')} checkpoint(s) beyond the head "
-                          f"{facts.get('head')}: those projections skip every new event",
-                          observed=counts.get("checkpoint_ahead"), unit="checkpoints",
-                          evidence={"table": facts.get("table"), "dsn": facts.get("dsn"),
-                                    "kind": "checkpoint_ahead", "head": facts.get("head"),
-                                    "samples": ahead[:_SAMPLES],
-                                    "projection": ahead[0].get("checkpoint"),
-                                    "checkpoint": ahead[0].get("position")},
-                          cause="the events were restored from an older backup than the "
-                                "projections, or the store was truncated",
-                          identity=("table", "kind"))
+    first = ahead[0] if ahead else {}
+    count = int(counts.get("checkpoint_ahead", 0))
+    yield ctx.judge("eventstore.checkpoint.ahead", count,
+                    f"{count} checkpoint(s) beyond the head {facts.get('head')}, first: "
+                    f"{first.get('checkpoint')} at {first.get('position')}; those projections "
+                    "skip every event until the log grows past them" if count
+                    else f"no checkpoint beyond the head {facts.get('head')}",
+                    evidence={"table": facts.get("table"), "dsn": facts.get("dsn"),
+                              "count": count, "head": facts.get("head"),
+                              "projection": first.get("checkpoint"),
+                              "checkpoint": first.get("position"), "samples": ahead[:_SAMPLES],
+                              "skipped": facts.get("skipped", {})},
+                    cause="the events were restored from an older backup than the "
+                          "projections, or the store was truncated" if count else None,
+                    identity=("table",))
 
 
 @probe.rule("eventstore.projections", uses="activity",
