@@ -8,7 +8,8 @@ keys (a 50 MB list, a 100k-field hash, a 100k-member sorted set), then measures:
 
 1. the whole doctor run for one `redis` component with big-key sampling off
    (goal, issue 4: under 1 s; the 0.5 s sampling interval is part of it);
-2. the run with the default sampling budget (max_keys 10,000, 1 s): bounded;
+2. the run with the default sampling budget (max_keys 10,000, 1 s): bounded, and the
+   run with max_keys above the key count so that only the 1 s time budget stops it;
 3. a full big-key scan by the collector (every key, TYPE + MEMORY USAGE pipelined)
    against `redis-cli --bigkeys` and `--memkeys` over the same data: time ratio and
    whether each found the planted keys.
@@ -87,6 +88,7 @@ def main() -> None:
         print(f"filled {args.keys} keys in {time.perf_counter() - start:.1f} s", flush=True)
         quick = [doctor(server.url, max_keys=0) for _ in range(args.runs)]
         bounded = doctor(server.url)
+        timed = doctor(server.url, max_keys=args.keys * 2, bigkey_budget_s=1.0)
         full = doctor(server.url, max_keys=args.keys * 2, bigkey_budget_s=500, timeout=550)
         bigkeys = redis_cli(server.port, "--bigkeys")
         memkeys = redis_cli(server.port, "--memkeys")
@@ -95,6 +97,7 @@ def main() -> None:
     scan = full[1]["bigkeys"]
     found = {k["key"] for k in scan["largest"]} & set(PLANTED)
     sample = bounded[1]["bigkeys"]
+    clock = timed[1]["bigkeys"]
     lines = [
         f"- server: {args.keys:,} keys (3 planted big keys), redis-py hiredis parser: "
         f"{redis.utils.HIREDIS_AVAILABLE}",
@@ -104,6 +107,9 @@ def main() -> None:
         f"- doctor run, default sampling (max_keys 10,000, budget 1 s): {bounded[0]:.2f} s, "
         f"scan {sample['elapsed_s']:.2f} s over {sample['scanned']:,} keys "
         f"(complete: {sample['complete']})",
+        f"- doctor run, time budget only (max_keys {args.keys * 2:,}, budget 1 s): "
+        f"{timed[0]:.2f} s, scan {clock['elapsed_s']:.2f} s over {clock['scanned']:,} keys "
+        f"(complete: {clock['complete']}; bounded: {clock['elapsed_s'] <= 1.5})",
         f"- full scan by stackmedic (TYPE + MEMORY USAGE, SCAN COUNT 500): {scan['elapsed_s']:.1f}"
         f" s for {scan['scanned']:,} keys; planted keys found: {len(found)}/3",
         f"- redis-cli --bigkeys: {bigkeys[0]:.1f} s; planted keys named: {len(bigkeys[1])}/3",

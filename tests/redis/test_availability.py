@@ -126,18 +126,28 @@ def test_rejections_during_the_run_are_critical(
         client.close()
 
 
-ACL_RULES = ["+@connection", "+info", "+config|get", "+slowlog|get", "+slowlog|len",
-             "+latency|latest", "+latency|doctor", "+memory|usage", "+memory|stats",
-             "+memory|doctor", "+scan", "+type", "+object|encoding", "+client|list",
-             "+dbsize"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
+def _documented_acl(path: Path) -> list[str]:
+    """The rules of the one `ACL SETUSER` line in `path`, after user and password."""
+    lines = [line.split() for line in path.read_text().splitlines()
+             if line.strip().startswith("ACL SETUSER")]
+    assert len(lines) == 1, f"{path}: expected one ACL SETUSER line"
+    words = lines[0]
+    assert words[3] == "on" and words[4].startswith(">")
+    return words[5:]
+
+
+@pytest.mark.parametrize("source", ["docs/redis.md",
+                                    "src/stackmedic/runbooks/cache.auth.failed.md"])
 def test_the_documented_acl_is_enough_for_a_clean_run(
-        redis_factory: Callable[..., RedisServer]) -> None:
-    """A user with exactly the permissions docs/redis.md lists gets no unknown or denial."""
+        redis_factory: Callable[..., RedisServer], source: str) -> None:
+    """A user with exactly the permissions the docs (or the auth runbook) give gets no
+    unknown or denial."""
     server = redis_factory()
-    admin(server).execute_command("ACL", "SETUSER", "probe", "on", ">probe-pass-5", "~*",
-                                  "resetchannels", "-@all", *ACL_RULES)
+    admin(server).execute_command("ACL", "SETUSER", "probe", "on", ">probe-pass-5",
+                                  *_documented_acl(ROOT / source))
     admin(server).set("k", "v")
     run = run_components({"cache": {"kind": "redis", "url": server.url, "username": "probe",
                                     "password": "probe-pass-5", **FAST}})
@@ -167,6 +177,20 @@ def test_a_unix_socket_url_works(redis_factory: Callable[..., RedisServer]) -> N
     assert [f.summary for f in findings if f.is_problem] == []
 
 
+def test_a_stopped_unix_socket_server_gets_redis_cli_s_remedies(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    """cache.down of a socket server tells the operator `redis-cli -s PATH`, which works,
+    not `redis-cli -u unix://…`, which redis-cli rejects."""
+    server = redis_factory("--unixsocket", "redis.sock", "--unixsocketperm", "700")
+    server.stop()
+    down = only(diagnose(f"unix://{server.dir}/redis.sock"), "cache.down")
+    assert down.severity is Severity.CRITICAL and down.remedy is not None
+    assert down.evidence["cli"] == f"redis-cli -s {server.dir}/redis.sock"
+    text = "\n".join(down.remedy.steps)
+    assert f"redis-cli -s {server.dir}/redis.sock --latency" in text
+    assert "redis-cli -u" not in text and "unixsocket" in text
+
+
 def test_a_server_that_never_answers_is_down_by_timeout() -> None:
     """A listener that accepts but never replies gives cache.down with a timeout, not a hang."""
     with socket.socket() as listener:
@@ -179,10 +203,14 @@ def test_a_server_that_never_answers_is_down_by_timeout() -> None:
     assert down.evidence["error_kind"] == "timeout"
 
 
-def test_an_unknown_url_scheme_is_a_config_error() -> None:
-    """`url: http://…` is rejected when the stack file is validated, naming the key."""
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis://127.0.0.1:99999/0",
+                                 "redis://127.0.0.1:abc/0", "redis://127.0.0.1:6379/xyz",
+                                 "redis://[::1/0", "unix://"])
+def test_a_malformed_url_is_a_config_error(url: str) -> None:
+    """A wrong scheme, port, database or socket path is rejected when the stack file is
+    validated, naming the key, instead of failing (or being ignored) at run time."""
     with pytest.raises(ConfigError, match=r"components\.cache\.url"):
-        diagnose("http://127.0.0.1:6379")
+        diagnose(url)
 
 
 def test_rediss_with_the_right_ca_works_and_an_untrusted_one_is_tls_down(

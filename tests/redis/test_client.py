@@ -17,6 +17,9 @@ REFUSED = [
     ("KEYS", "*"), ("SCAN", 0), ("DEBUG", "SLEEP", "0"), ("CLIENT", "KILL", "ID", "1"),
     ("SHUTDOWN",), ("EVAL", "return 1", 0), ("MEMORY", "PURGE"), ("SLOWLOG", "RESET"),
     ("LATENCY", "RESET"), ("CONFIG", "REWRITE"), ("BGSAVE",), ("ACL", "SETUSER", "x"),
+    ("SCAN", 0, "COUNT", 10_000_000), ("SCAN", 0, "COUNT", "many"),
+    ("MEMORY", "USAGE", "k", "SAMPLES", 0), ("CONFIG", "GET", "*"),
+    ("CONFIG", "GET", "maxmemory", "*pass*"),
 ]
 
 
@@ -25,7 +28,7 @@ def _commands_processed(watcher: redis.Redis) -> dict[str, int]:
     return {name: value["calls"] for name, value in stats.items()}
 
 
-@pytest.mark.parametrize("command", REFUSED, ids=lambda c: " ".join(map(str, c[:2])))
+@pytest.mark.parametrize("command", REFUSED, ids=lambda c: " ".join(map(str, c)))
 def test_forbidden_commands_are_refused_before_reaching_the_server(
         redis_factory: Callable[..., RedisServer], command: tuple[object, ...]) -> None:
     """A write or unbounded command raises ForbiddenCommandError and the server never sees it."""
@@ -53,6 +56,7 @@ def test_allowlisted_commands_reach_the_server(
     assert client.call("PING") is True
     assert client.call("CONFIG", "GET", "maxmemory") == [b"maxmemory", b"0"]
     assert client.call("SCAN", 0, "COUNT", 10)[1] == [b"k"]
+    assert client.call("MEMORY", "USAGE", "k", "SAMPLES", 5) > 0
     replies = client.batch([("TYPE", "k"), ("MEMORY", "USAGE", "k"), ("DBSIZE",),
                             ("OBJECT", "ENCODING", "k"), ("SLOWLOG", "LEN")])
     assert replies[0] in (b"string", "string") and replies[2] == 1

@@ -42,6 +42,7 @@ def test_clients_waiting_in_blpop_are_blocked_clients(
     assert finding.severity is Severity.WARNING and finding.observed == 6
     assert finding.evidence["commands"] == "blpop"
     assert len(finding.evidence["clients"]) == 6
+    assert all(str(c["id"]).isdigit() for c in finding.evidence["clients"])  # for UNBLOCK
 
 
 def test_slow_commands_are_reported_without_their_arguments(
@@ -70,6 +71,20 @@ def test_a_low_slowlog_threshold_logs_everything(
     finding = only(diagnose(server.url), "cache.slowlog")
     assert finding.severity is Severity.CRITICAL
     assert finding.evidence["slower_than_us"] == "0"
+
+
+def test_the_doctors_own_commands_are_not_slow_log_entries(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    """With everything logged, a second run does not count the first run's INFO, SCAN and
+    MEMORY USAGE as the application's slow commands."""
+    server = redis_factory("--slowlog-log-slower-than", "0")
+    client = admin(server)
+    client.mset({f"k{i}": i for i in range(200)})
+    client.slowlog_reset()  # leaves at most this RESET itself from the application side
+    diagnose(server.url)  # fills the slow log with its own ~400 commands
+    finding = only(diagnose(server.url), "cache.slowlog")
+    assert finding.severity is Severity.OK, finding.summary
+    assert finding.evidence["own_entries"] > 30
 
 
 def test_a_latency_monitor_spike_is_high_latency(

@@ -4,6 +4,7 @@ fragmentation and big keys."""
 from __future__ import annotations
 
 import itertools
+import socket
 from collections.abc import Callable
 
 import pytest
@@ -51,6 +52,49 @@ def test_noeviction_at_the_limit_says_writes_fail(
     assert only(findings, "cache.evictions").severity is Severity.OK
 
 
+def test_volatile_lru_without_ttls_at_the_limit_says_writes_fail(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    """volatile-lru with no key carrying a TTL refuses writes at the limit like noeviction."""
+    server = redis_factory("--maxmemory", "2mb", "--maxmemory-policy", "volatile-lru")
+    client = admin(server)
+    with pytest.raises(redis.ResponseError, match="maxmemory"):
+        for i in range(100_000):
+            client.set(f"k{i}", "x" * 1024)
+    full = only(diagnose(server.url), "cache.policy.noeviction_full")
+    assert full.severity is Severity.CRITICAL, full.summary
+    assert full.evidence["keys_with_ttl"] == 0 and "no key has a TTL" in full.summary
+    assert full.remedy is not None
+    assert any("maxmemory-policy allkeys-lru" in step for step in full.remedy.steps)
+
+
+def test_a_subscriber_that_never_reads_is_blamed_not_the_data(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    """Output buffers of a stalled subscriber fill maxmemory: the cause names the client
+    buffers (MEMORY DOCTOR's "big client buffers"), not the data set."""
+    server = redis_factory("--maxmemory", "40mb", "--maxmemory-policy", "allkeys-lru",
+                           "--client-output-buffer-limit", "pubsub 0 0 0")
+    client = admin(server)
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", server.port))
+    try:
+        stalled.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nnews\r\n")
+        wait_for(lambda: client.pubsub_numsub("news")[0][1] == 1, "the subscription")
+        message = "m" * 1_000_000
+        for _ in range(200):  # until its buffer holds ~36 MB, whatever the kernel takes
+            if client.info("memory")["mem_clients_normal"] > 36_000_000:
+                break
+            client.publish("news", message)
+        finding = only(diagnose(server.url, max_keys=0), "cache.memory.near_limit")
+    finally:
+        stalled.close()
+    assert finding.severity in (Severity.WARNING, Severity.CRITICAL), finding.summary
+    assert finding.cause is not None and "client buffers" in finding.cause
+    assert finding.evidence["clients_memory"] > 30_000_000
+    assert finding.remedy is not None
+    assert any("client-output-buffer-limit" in step for step in finding.remedy.steps)
+
+
 def test_a_miss_heavy_workload_is_a_low_hit_rate(
         redis_factory: Callable[..., RedisServer]) -> None:
     """Nine misses per hit during the sampling interval give a critical cache.hit_rate.low."""
@@ -92,6 +136,7 @@ def test_deleting_most_keys_leaves_fragmentation(
     assert finding.severity in (Severity.WARNING, Severity.CRITICAL), finding.summary
     assert finding.evidence["excess"] > 10 * 1024 * 1024
     assert finding.remedy is not None and "activedefrag" in finding.remedy.steps[0]
+    assert not [step for step in finding.remedy.steps if step.startswith("Swap:")]
 
 
 @pytest.fixture
@@ -118,6 +163,10 @@ def test_a_50mb_list_among_100k_keys_is_a_big_key(bigkey_server: RedisServer) ->
     assert finding.evidence["bytes"] >= 50_000_000
     assert finding.evidence["scanned"] == 100_001 and finding.evidence["complete"]
     assert finding.remedy is not None and "biglist" in finding.remedy.steps[0]
+    per_type = finding.evidence["per_type"]
+    assert per_type["list"]["largest_key"] == "biglist"
+    assert per_type["string"]["keys"] == 100_000
+    assert per_type["string"]["largest_key"].startswith("small:")
 
 
 def test_big_key_sampling_stops_at_max_keys(bigkey_server: RedisServer) -> None:

@@ -43,8 +43,21 @@ class RedisComponent(ComponentBase):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
+        """Refuse a URL the driver would reject later (or, for a bad db, quietly ignore)."""
+        from urllib.parse import urlsplit
+
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
+        except ValueError as err:
+            raise ValueError(f"not a valid URL: {err}") from None
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ValueError("unix:// needs the socket path: unix:///run/redis/redis.sock")
+        elif parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            raise ValueError(f"the path must be a database number (/0), not {parts.path!r}")
         return url
 
 

@@ -3,7 +3,9 @@
 `SafeClient.call("CONFIG", "GET", "maxmemory")` reaches the server only when the
 command (and, for container commands, its subcommand) is on `ALLOWED`; anything
 else raises `ForbiddenCommandError` before a byte is sent. `SCAN` must carry a
-`COUNT`, so a sampling loop can never turn into an unbounded `KEYS *`.
+`COUNT` of at most 10,000, so a sampling loop can never turn into an unbounded
+`KEYS *`; `MEMORY USAGE … SAMPLES 0` (every element) and `CONFIG GET` patterns
+(which would fetch `requirepass`) are refused too.
 
 `connect()` opens the connection with timeouts taken from the collector's deadline
 and no driver retries (a retry would multiply the time a dead server costs).
@@ -23,8 +25,8 @@ if TYPE_CHECKING:
     import redis
     from stackmedic.probes.redis import RedisComponent
 
-__all__ = ["ALLOWED", "ForbiddenCommandError", "SafeClient", "check_allowed", "connect",
-           "describe_error", "unsolicited_reply"]
+__all__ = ["ALLOWED", "CLIENT_NAME", "ForbiddenCommandError", "SafeClient", "check_allowed",
+           "connect", "describe_error", "unsolicited_reply"]
 
 # (command,) or (command, subcommand): read-only commands a diagnosis needs.
 ALLOWED: frozenset[tuple[str, ...]] = frozenset({
@@ -35,6 +37,8 @@ ALLOWED: frozenset[tuple[str, ...]] = frozenset({
     ("OBJECT", "ENCODING"), ("CLIENT", "LIST"),
 })
 _CONTAINERS = frozenset(name for name, *sub in ALLOWED if sub)
+MAX_SCAN_COUNT = 10_000  # per SCAN call: the server blocks while it walks this many slots
+CLIENT_NAME = "stackmedic"  # our connection's name in CLIENT LIST and the slow log
 
 
 class ForbiddenCommandError(StackmedicError):
@@ -54,8 +58,25 @@ def check_allowed(args: Sequence[Any]) -> None:
     key = (name, _word(args[1])) if name in _CONTAINERS and len(args) > 1 else (name,)
     if key not in ALLOWED:
         raise ForbiddenCommandError(" ".join(key))
-    if name == "SCAN" and "COUNT" not in (_word(a) for a in args[2:]):
-        raise ForbiddenCommandError("SCAN without COUNT")
+    words = [_word(a) for a in args]
+    if name == "SCAN" and not _option_at_most(words, "COUNT", MAX_SCAN_COUNT):
+        raise ForbiddenCommandError(f"SCAN without a COUNT of at most {MAX_SCAN_COUNT}")
+    # SAMPLES 0 makes MEMORY USAGE walk every element of a big key: O(N), blocking.
+    if key == ("MEMORY", "USAGE") and "SAMPLES" in words \
+            and not _option_at_most(words, "SAMPLES", MAX_SCAN_COUNT, minimum=1):
+        raise ForbiddenCommandError("MEMORY USAGE with SAMPLES 0 (every element)")
+    # Settings by name only: a pattern would also fetch requirepass and masterauth.
+    if key == ("CONFIG", "GET") and any(c in word for word in words[2:] for c in "*?["):
+        raise ForbiddenCommandError("CONFIG GET with a pattern")
+
+
+def _option_at_most(words: list[str], option: str, limit: int, minimum: int = 0) -> bool:
+    """True when `option N` is present with minimum <= N <= limit."""
+    try:
+        value = int(words[words.index(option) + 1])
+    except (ValueError, IndexError):
+        return False
+    return minimum <= value <= limit
 
 
 def _word(arg: Any) -> str:
@@ -144,7 +165,7 @@ def connect(component: RedisComponent, timeout: float) -> SafeClient:
         # CLIENT SETNAME on connect: operators see who we are in CLIENT LIST, and its
         # reply drains TLS 1.3 session tickets that redis-py would otherwise take for
         # unread data ("Connection not ready") on rediss:// servers.
-        "client_name": "stackmedic",
+        "client_name": CLIENT_NAME,
     }
     if component.username is not None:
         options["username"] = component.username

@@ -24,6 +24,7 @@ from stackmedic.probes.redis._client import (
     describe_error,
     unsolicited_reply,
 )
+from stackmedic.probes.redis._derive import as_int, cli_command
 
 # INFO fields the rules read; the rest of INFO stays on the server (facts stay small).
 INFO_KEYS = (
@@ -31,7 +32,7 @@ INFO_KEYS = (
     "connected_clients", "blocked_clients", "maxclients",
     "used_memory", "used_memory_rss", "used_memory_peak", "maxmemory", "maxmemory_policy",
     "total_system_memory", "mem_fragmentation_ratio", "mem_fragmentation_bytes",
-    "mem_not_counted_for_evict",
+    "mem_not_counted_for_evict", "mem_clients_normal", "used_memory_dataset",
     "loading", "rdb_changes_since_last_save", "rdb_bgsave_in_progress", "rdb_last_save_time",
     "rdb_last_bgsave_status", "aof_enabled", "aof_rewrite_in_progress",
     "aof_last_bgrewrite_status", "aof_last_write_status",
@@ -48,6 +49,7 @@ _CONTAINER_COMMANDS = {"ACL", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DEBUG",
                        "LATENCY", "MEMORY", "MODULE", "OBJECT", "SCRIPT", "SLOWLOG", "XINFO"}
 _MAX_ITEMS = 10  # evidence lists are capped at this many samples
 _KEEP_PER_TYPE = 3  # largest keys remembered per type during sampling
+_KEY_CHARS = 1024  # key names longer than this are shown cut (and cannot be pasted)
 
 
 class _Lost(Exception):
@@ -100,6 +102,9 @@ def collect(component: RedisComponent, ctx: CollectContext) -> Facts:
         "user": component.username or parts.username or "default",
         "error": None, "errors": [], "denied": [],
     }
+    facts["cli"] = cli_command(component.url, facts["user"],
+                               password=component.password is not None,
+                               ca_file=component.tls_ca_file)
     # Half the time left per command: a server that never answers still leaves time
     # to report the timeout as a fact instead of the runner cancelling us.
     client = connect(component, timeout=max(0.05, min(2.0, ctx.remaining() / 2)))
@@ -206,23 +211,28 @@ def _latency(reply: Any) -> list[Facts] | None:
         return None
     rows = []
     for row in reply[:50]:
-        if isinstance(row, list | tuple) and len(row) >= 4:
-            rows.append({"event": _text(row[0]), "at": int(row[1]), "latest_ms": int(row[2]),
-                         "max_ms": int(row[3])})
+        if not isinstance(row, list | tuple) or len(row) < 4:
+            continue
+        numbers = [as_int(_text(value)) for value in row[1:4]]
+        if None not in numbers:  # a reply we cannot read costs its row, not the run
+            rows.append({"event": _text(row[0]), "at": numbers[0], "latest_ms": numbers[1],
+                         "max_ms": numbers[2]})
     return rows
 
 
 def _blocked(reply: Any) -> list[Facts]:
     """Clients blocked in a command (flag `b`), as CLIENT LIST describes them."""
+    if not isinstance(reply, list | str | bytes):
+        return []
     rows = reply if isinstance(reply, list) else [
         dict(field.split("=", 1) for field in line.split() if "=" in field)
         for line in _text(reply, 1_000_000).splitlines()]
     blocked = []
     for row in rows:
         row = _plain(row)
-        if "b" in str(row.get("flags", "")):
+        if isinstance(row, dict) and "b" in str(row.get("flags", "")):
             blocked.append({key: row.get(key) for key in
-                            ("addr", "name", "user", "db", "cmd", "age", "idle")})
+                            ("id", "addr", "name", "user", "db", "cmd", "age", "idle")})
     return blocked[:_MAX_ITEMS]
 
 
@@ -231,16 +241,18 @@ def _bigkeys(session: _Session, component: RedisComponent, budget: float) -> Fac
     deadline = time.monotonic() + budget
     started = time.monotonic()
     largest: dict[str, list[tuple[int, str]]] = {}
-    per_type: dict[str, dict[str, int]] = {}
-    cursor: Any = 0
+    per_type: dict[str, dict[str, Any]] = {}
+    cursor: int | None = 0
     scanned = 0
     complete = False
     while scanned < component.max_keys and time.monotonic() < deadline:
         reply = session.ask("SCAN", cursor, "COUNT", component.scan_count)
         if not isinstance(reply, list | tuple) or len(reply) != 2:
             break
-        cursor, keys = reply
-        keys = list(keys)[:component.max_keys - scanned]
+        cursor, keys = as_int(_text(reply[0])), reply[1]
+        if cursor is None or not isinstance(keys, list):
+            break
+        keys = keys[:component.max_keys - scanned]
         replies = session.batch(
             [cmd for key in keys for cmd in (("TYPE", key), ("MEMORY", "USAGE", key))])
         for i, key in enumerate(keys):
@@ -250,13 +262,17 @@ def _bigkeys(session: _Session, component: RedisComponent, budget: float) -> Fac
             stats = per_type.setdefault(kind, {"keys": 0, "bytes": 0})
             stats["keys"] += 1
             stats["bytes"] += size
-            _keep(largest.setdefault(kind, []), (size, _text(key)))
+            _keep(largest.setdefault(kind, []), (size, _text(key, _KEY_CHARS)))
         scanned += len(keys)
-        if int(cursor) == 0:
+        if cursor == 0:
             complete = True
             break
     top = sorted(((size, key, kind) for kind, heap in largest.items() for size, key in heap),
                  reverse=True)
+    # The overall top 10 can be all one type; like `--bigkeys`, name each type's largest.
+    for kind, heap in largest.items():
+        size, key = max(heap)
+        per_type[kind] |= {"largest_key": key, "largest_bytes": size}
     return {
         "scanned": scanned, "complete": complete, "max_keys": component.max_keys,
         "budget_s": round(budget, 3), "elapsed_s": round(time.monotonic() - started, 4),

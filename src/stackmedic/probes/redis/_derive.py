@@ -7,13 +7,15 @@ None (or an empty value) instead of guessing when a fact is missing or malformed
 from __future__ import annotations
 
 import math
+import shlex
 import time
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from stackmedic.checks import Facts
 
-__all__ = ["as_float", "as_int", "delta", "human_bytes", "latest_info", "live", "mapping",
-           "numbers", "percentile", "records", "server_now"]
+__all__ = ["as_float", "as_int", "cli_command", "delta", "human_bytes", "latest_info", "live",
+           "mapping", "numbers", "percentile", "records", "server_now", "where"]
 
 
 def live(facts: Facts) -> bool:
@@ -99,3 +101,55 @@ def human_bytes(size: float) -> str:
         if abs(size) < 1024:
             return f"{size:.1f} {unit}"
     return f"{size / 1024:.1f} TiB"
+
+
+def cli_command(url: str, user: str | None = None, *, password: bool = False,
+                ca_file: str | None = None, as_admin: bool = False) -> str:
+    """The `redis-cli …` prefix that reaches the server at `url`, for runbook commands.
+
+    Not `redis-cli -u URL`: redis-cli rejects `unix://` URLs, and the URL we hold has
+    its password masked as `***`, which redis-cli would send as the password. The
+    password is never part of the command: `--askpass` prompts for it. `as_admin`
+    leaves the user to fill in (`--user ADMIN`), for commands our user may not run.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "redis-cli"
+    words = ["redis-cli"]
+    if parts.scheme == "unix":
+        words += ["-s", parts.path or "/path/to/redis.sock"]
+    else:
+        words += ["-h", parts.hostname or "127.0.0.1", "-p", str(port or 6379)]
+    db = (parts.path.strip("/") if parts.scheme != "unix" else "") or \
+        next((v for k, v in _query(parts.query) if k == "db"), "")
+    if db.isdigit() and db != "0":
+        words += ["-n", db]
+    if parts.scheme == "rediss":
+        words.append("--tls")
+        if ca_file:
+            words += ["--cacert", ca_file]
+    if as_admin:
+        words += ["--user", "ADMIN", "--askpass"]
+    else:
+        if user and user != "default":
+            words += ["--user", user]
+        if password or parts.password:
+            words.append("--askpass")
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def _query(query: str) -> list[tuple[str, str]]:
+    return [(k, unquote(v)) for k, _, v in (p.partition("=") for p in query.split("&") if p)]
+
+
+def where(facts: Facts) -> dict[str, Any]:
+    """The evidence every Redis finding carries: the (redacted) target and the
+    `redis-cli` command prefix its runbook steps start with."""
+    target = facts.get("target")
+    cli = facts.get("cli")
+    if not isinstance(cli, str):  # facts recorded before `cli` existed
+        user = facts.get("user")
+        cli = cli_command(str(target or ""), user if isinstance(user, str) else None)
+    return {"target": target, "cli": cli}

@@ -9,8 +9,10 @@ from typing import Any
 from stackmedic.checks import Facts, RuleContext
 from stackmedic.findings import Finding, Severity
 from stackmedic.probes.redis import probe
+from stackmedic.probes.redis._client import CLIENT_NAME
 from stackmedic.probes.redis._derive import (
     as_int,
+    cli_command,
     delta,
     latest_info,
     live,
@@ -19,6 +21,7 @@ from stackmedic.probes.redis._derive import (
     percentile,
     records,
     server_now,
+    where,
 )
 from stackmedic.thresholds import Threshold
 
@@ -45,11 +48,12 @@ _DOWN_CAUSES = {
 def availability(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     """Connection failures become cache.down / cache.auth.failed / cache.clients.rejected."""
     error = facts.get("error")
-    evidence = {"target": facts.get("target"), "user": facts.get("user")}
+    evidence = {**where(facts), "user": facts.get("user")}
     if isinstance(error, dict):
         kind, message = str(error.get("kind")), str(error.get("message"))
         evidence |= {"error": message, "error_kind": kind}
         if kind in ("auth", "noperm"):
+            evidence["cli_admin"] = cli_command(str(facts.get("target") or ""), as_admin=True)
             yield ctx.finding("cache.auth.failed", Severity.CRITICAL,
                               f"Redis refused user {facts.get('user')!r}: {message}",
                               evidence=evidence, identity=("user",),
@@ -92,7 +96,7 @@ def clients(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         info.get("maxclients") or mapping(facts.get("config")).get("maxclients"))
     rejected = delta(facts, "rejected_connections")
     evidence: dict[str, Any] = {
-        "target": facts.get("target"), "connected": connected, "maxclients": maxclients,
+        **where(facts), "connected": connected, "maxclients": maxclients,
         "rejected_during_interval": rejected,
         "rejected_total": as_int(info.get("rejected_connections")),
         "interval_s": facts.get("interval_s")}
@@ -118,7 +122,7 @@ def clients(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         yield ctx.judge("cache.clients.blocked", blocked,
                         f"{blocked} clients blocked"
                         f"{' in ' + ', '.join(commands) if commands else ''}",
-                        evidence={"target": facts.get("target"), "blocked": blocked,
+                        evidence={**where(facts), "blocked": blocked,
                                   "clients": shown[:_MAX_ITEMS],
                                   "commands": ", ".join(commands)},
                         cause="clients wait in BLPOP/BRPOP/XREAD/WAIT for data nobody "
@@ -136,15 +140,18 @@ def slowlog(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     if not isinstance(entries, list):
         yield ctx.finding("cache.slowlog", Severity.UNKNOWN,
                           f"SLOWLOG GET not readable as user {facts.get('user')!r}",
-                          evidence={"denied": facts.get("denied")})
+                          evidence={**where(facts), "denied": facts.get("denied")})
         return
     window = float(getattr(ctx.config, "slowlog_window_s", 600.0))
     since = server_now(facts) - window
-    recent = sorted((e for e in records(entries) if (as_int(e.get("at")) or 0) >= since),
+    in_window = [e for e in records(entries) if (as_int(e.get("at")) or 0) >= since]
+    # Our own connection (CLIENT SETNAME stackmedic) is not the application: with a low
+    # slowlog-log-slower-than, earlier runs' INFO/SCAN/MEMORY USAGE would be counted.
+    recent = sorted((e for e in in_window if e.get("client_name") != CLIENT_NAME),
                     key=lambda e: -(as_int(e.get("duration_us")) or 0))
     slowest = recent[0] if recent else {}
-    evidence = {"target": facts.get("target"), "entries": recent[:_MAX_ITEMS],
-                "window_s": window,
+    evidence = {**where(facts), "entries": recent[:_MAX_ITEMS],
+                "own_entries": len(in_window) - len(recent), "window_s": window,
                 "slower_than_us": config.get("slowlog-log-slower-than"),
                 "slowest_command": slowest.get("command"),
                 "slowest_ms": round((as_int(slowest.get("duration_us")) or 0) / 1000, 3)}
@@ -175,7 +182,7 @@ def latency(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     if p50 is None and spike is None:
         return
     observed = max(p50 or 0.0, float(spike or 0))
-    evidence = {"target": facts.get("target"), "rtt_p50_ms": p50, "rtt_p95_ms": p95,
+    evidence = {**where(facts), "rtt_p50_ms": p50, "rtt_p95_ms": p95,
                 "samples": len(samples),
                 "events": events, "worst_event": events[0].get("event") if events else None,
                 "monitor_threshold_ms": mapping(facts.get("config")).get(
@@ -200,7 +207,7 @@ def persistence(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     last_save = as_int(info.get("rdb_last_save_time"))
     age = int(server_now(facts)) - last_save if last_save else None
     changes = as_int(info.get("rdb_changes_since_last_save")) or 0
-    evidence = {"target": facts.get("target"), "dir": config.get("dir", "<dir>"),
+    evidence = {**where(facts), "dir": config.get("dir", "<dir>"),
                 "dbfilename": config.get("dbfilename"),
                 "save": config.get("save"), "appendonly": config.get("appendonly"),
                 "rdb_last_bgsave_status": info.get("rdb_last_bgsave_status"),
@@ -226,7 +233,9 @@ def persistence(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         yield ctx.finding("cache.persistence.failing", Severity.OK,
                           "no failed save" + ("" if config.get("save") or
                                               config.get("appendonly") == "yes"
-                                              else " (persistence is off)"),
+                                              else " (persistence is off)" if config
+                                              else " (CONFIG GET unreadable: save settings "
+                                                   "unknown)"),
                           observed=age, unit="s", evidence=evidence)
 
 
@@ -239,7 +248,9 @@ def replication(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         return
     if info.get("role") == "slave":
         master = f"{info.get('master_host')}:{info.get('master_port')}"
-        evidence = {"target": facts.get("target"), "role": "replica", "master": master,
+        evidence = {**where(facts), "role": "replica", "master": master,
+                    "master_host": info.get("master_host"),
+                    "master_port": as_int(info.get("master_port")),
                     "master_link_status": info.get("master_link_status"),
                     "down_since_s": as_int(info.get("master_link_down_since_seconds")),
                     "sync_in_progress": as_int(info.get("master_sync_in_progress"))}
@@ -265,7 +276,7 @@ def replication(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     yield ctx.judge(LAG, worst["lag_s"],
                     f"{len(rows)} replicas; worst {worst['replica']} {worst['lag_s']}s since "
                     f"its last ack, {worst['bytes_behind']} bytes behind",
-                    evidence={"target": facts.get("target"), "role": "master", "replicas": rows,
+                    evidence={**where(facts), "role": "master", "replicas": rows,
                               **worst},
                     identity=("replica",) if severity is not Severity.OK else (),
                     cause="the replica cannot keep up or stopped acknowledging: a slow or "

@@ -3,10 +3,13 @@ fragmentation and big keys. They read the `redis.server` facts only."""
 
 from __future__ import annotations
 
+import math
+import shlex
 from collections.abc import Iterable
+from dataclasses import replace
 
 from stackmedic.checks import Facts, RuleContext
-from stackmedic.findings import Finding, Severity
+from stackmedic.findings import Finding, Remedy, Severity
 from stackmedic.probes.redis import probe
 from stackmedic.probes.redis._derive import (
     as_float,
@@ -17,21 +20,41 @@ from stackmedic.probes.redis._derive import (
     live,
     mapping,
     records,
+    where,
 )
 from stackmedic.thresholds import Threshold
 
 # MEMORY DOCTOR's own limits: fragmentation only matters past 10 MB of waste, and
 # below 5 MB of data the ratios of an almost empty instance mean nothing.
 FRAG_MIN_EXCESS = 10 * 1024 * 1024
+# MEMORY DOCTOR's "big client buffers": when clients' buffers hold this share of the
+# memory (and over 10 MB), evicting keys or raising maxmemory treats the wrong thing.
+CLIENT_BUFFER_SHARE = 0.25
 SMALL_INSTANCE = 5 * 1024 * 1024
 MIN_LOOKUPS = 20  # fewer lookups than this in the interval say nothing about a hit rate
 
 
+def suggested_maxmemory(maxmemory: int, system: int) -> str:
+    """A `CONFIG SET maxmemory` value for the runbooks: half as much again, but at most
+    75% of the machine (room for fork copy-on-write); 75% when unset or above it."""
+    if not maxmemory or (system and maxmemory > system):
+        target = 0.75 * system
+    else:
+        target = max(float(maxmemory), min(1.5 * maxmemory, 0.75 * system or 1.5 * maxmemory))
+    return f"{max(1, math.ceil(target / 2**20))}mb" if target else "<bytes>"
+
+
 def _unknown(ctx: RuleContext, symptom: str, facts: Facts, what: str) -> Finding:
-    return ctx.finding(symptom, Severity.UNKNOWN, f"cannot judge {what}: INFO was not "
-                       f"readable as user {facts.get('user')!r}",
-                       evidence={"user": facts.get("user"), "denied": facts.get("denied")},
-                       cause="the ACL user lacks +info (see docs/redis.md for the permissions)")
+    evidence = {**where(facts), "user": facts.get("user"), "denied": facts.get("denied")}
+    if "INFO" in (facts.get("denied") or []):
+        return ctx.finding(symptom, Severity.UNKNOWN, f"cannot judge {what}: INFO was not "
+                           f"readable as user {facts.get('user')!r}", evidence=evidence,
+                           cause="the ACL user lacks +info (see docs/redis.md for the "
+                                 "permissions)")
+    return ctx.finding(symptom, Severity.UNKNOWN, f"cannot judge {what}: the server's INFO "
+                       "lacks the counters it needs", evidence=evidence,
+                       cause="a Redis-compatible server or proxy that reports INFO "
+                             "differently, or a reply that could not be read")
 
 
 @probe.rule("redis.memory", uses="server",
@@ -51,37 +74,67 @@ def memory(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     used = (as_int(info.get("used_memory")) or 0) - (as_int(info.get("mem_not_counted_for_evict"))
                                                       or 0)
     maxmemory = as_int(info.get("maxmemory")) or 0
-    limit, basis = (maxmemory, "maxmemory") if maxmemory else \
-        (as_int(info.get("total_system_memory")) or 0, "system memory")
+    system = as_int(info.get("total_system_memory")) or 0
+    # A maxmemory above the machine's memory never protects it (awesome-prometheus-alerts
+    # checks both ratios): judge against whichever limit is reached first.
+    limit, basis = (maxmemory, "maxmemory") if maxmemory and not maxmemory > system > 0 \
+        else (system, "system memory")
     policy = str(info.get("maxmemory_policy", "?"))
     oom = as_int(mapping(info.get("errorstats")).get("OOM")) or 0
-    evidence = {"target": facts.get("target"), "used_memory": used, "limit": limit,
-                "basis": basis, "maxmemory": maxmemory,
-                "policy": policy, "oom_errors": oom, "used_human": human_bytes(used),
-                "limit_human": human_bytes(limit)}
+    clients = max(0, as_int(info.get("mem_clients_normal")) or 0)
+    keyspace = info.get("keyspace")
+    with_ttl = sum(as_int(mapping(db).get("expires")) or 0 for db in keyspace.values()) \
+        if isinstance(keyspace, dict) else None
+    evidence = {**where(facts), "used_memory": used, "limit": limit,
+                "basis": basis, "maxmemory": maxmemory, "total_system_memory": system,
+                "policy": policy, "oom_errors": oom, "keys_with_ttl": with_ttl,
+                "used_human": human_bytes(used), "limit_human": human_bytes(limit),
+                "maxmemory_human": human_bytes(maxmemory),
+                "system_human": human_bytes(system),
+                "clients_memory": clients, "clients_human": human_bytes(clients),
+                "dataset_human": human_bytes(as_int(info.get("used_memory_dataset")) or 0),
+                "suggested_maxmemory": suggested_maxmemory(maxmemory, system)}
     if not limit:
         yield ctx.finding("cache.memory.near_limit", Severity.UNKNOWN,
                           "neither maxmemory nor total_system_memory is known",
                           evidence=evidence)
         return
     ratio = round(used / limit, 4)
-    cause = ("the data set outgrew maxmemory: more keys, larger values or missing TTLs"
-             if maxmemory else "Redis has no maxmemory and is growing towards the machine's "
-             "memory; the kernel OOM killer, not Redis, will decide what happens")
+    if clients > FRAG_MIN_EXCESS and clients >= CLIENT_BUFFER_SHARE * used:
+        cause = (f"client buffers hold {human_bytes(clients)} of the {human_bytes(used)} used: "
+                 "a pub/sub subscriber or MONITOR that does not read its replies, or "
+                 "huge pipelined requests; evicting keys will not free this")
+    elif basis == "maxmemory":
+        cause = "the data set outgrew maxmemory: more keys, larger values or missing TTLs"
+    elif maxmemory:
+        cause = (f"maxmemory ({human_bytes(maxmemory)}) is above the machine's memory, so it "
+                 "never takes effect: the kernel OOM killer, not Redis, will act first")
+    else:
+        cause = ("Redis has no maxmemory and is growing towards the machine's memory; the "
+                 "kernel OOM killer, not Redis, will decide what happens")
     yield ctx.judge("cache.memory.near_limit", ratio,
                     f"{human_bytes(used)} used of {human_bytes(limit)} {basis} ({ratio:.0%}), "
                     f"policy {policy}", evidence=evidence, cause=cause)
-    if policy != "noeviction" or not maxmemory:
+    # volatile-* policies evict only keys with a TTL: with none, they refuse writes at
+    # the limit exactly like noeviction ("OOM command not allowed").
+    no_victims = policy.startswith("volatile-") and with_ttl == 0
+    if not maxmemory or (policy != "noeviction" and not no_victims):
         why = "no maxmemory set" if not maxmemory else f"policy {policy} evicts keys when full"
         yield ctx.finding("cache.policy.noeviction_full", Severity.OK,
                           f"writes cannot fail with OOM here: {why}", observed=ratio,
                           unit="ratio", evidence=evidence)
         return
+    full = round(used / maxmemory, 4)
     refused = f"; {oom} commands already refused with OOM" if oom else ""
-    yield ctx.judge("cache.policy.noeviction_full", ratio,
-                    f"maxmemory-policy noeviction at {ratio:.0%} of maxmemory: writes will "
-                    f"fail with OOM{refused}", evidence=evidence,
-                    cause="noeviction suits a primary data store, not a cache: when the "
+    how = (f"maxmemory-policy {policy} but no key has a TTL, so nothing can be evicted"
+           if no_victims else "maxmemory-policy noeviction")
+    yield ctx.judge("cache.policy.noeviction_full", full,
+                    f"{how}; at {full:.0%} of maxmemory writes fail with OOM when it is "
+                    f"full{refused}",
+                    evidence=evidence | {"ratio_of_maxmemory": full},
+                    cause="volatile-* policies only evict keys with a TTL, and none has one"
+                          if no_victims else
+                          "noeviction suits a primary data store, not a cache: when the "
                           "limit is reached every write is refused instead of evicting keys")
 
 
@@ -97,11 +150,14 @@ def evictions(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         return
     info = latest_info(facts) or {}
     rate = round(grew / interval, 2)
-    evidence = {"target": facts.get("target"), "evicted_during_interval": grew,
+    evidence = {**where(facts), "evicted_during_interval": grew,
                 "interval_s": interval,
                 "evicted_total": as_int(info.get("evicted_keys")),
                 "policy": info.get("maxmemory_policy"), "maxmemory": info.get("maxmemory"),
-                "maxmemory_human": human_bytes(as_int(info.get("maxmemory")) or 0)}
+                "maxmemory_human": human_bytes(as_int(info.get("maxmemory")) or 0),
+                "suggested_maxmemory": suggested_maxmemory(
+                    as_int(info.get("maxmemory")) or 0,
+                    as_int(info.get("total_system_memory")) or 0)}
     yield ctx.judge("cache.evictions", rate,
                     f"{grew} keys evicted in {interval:.1f}s ({rate:g}/s; "
                     f"{evidence['evicted_total']} since start)", evidence=evidence,
@@ -125,7 +181,7 @@ def hit_rate(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     total_hits = as_int(info.get("keyspace_hits")) or 0
     total = total_hits + (as_int(info.get("keyspace_misses")) or 0)
     lifetime = round(total_hits / total, 4) if total else None
-    evidence = {"target": facts.get("target"), "hits": hits, "misses": misses,
+    evidence = {**where(facts), "hits": hits, "misses": misses,
                 "interval_s": as_float(facts.get("interval_s")),
                 "lifetime_hit_rate": lifetime, "lifetime_lookups": total}
     lifetime_text = f"{lifetime:.0%} since start" if lifetime is not None else "no lookups yet"
@@ -158,7 +214,7 @@ def fragmentation(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     if ratio is None:
         return
     excess = rss - used
-    evidence = {"target": facts.get("target"), "ratio": ratio, "used_memory": used,
+    evidence = {**where(facts), "ratio": ratio, "used_memory": used,
                 "used_memory_rss": rss, "excess": excess,
                 "excess_human": human_bytes(excess)}
     if used < SMALL_INSTANCE:
@@ -166,24 +222,36 @@ def fragmentation(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           f"fragmentation {ratio:.2f} is meaningless on {human_bytes(used)} "
                           "of data", observed=ratio, unit="x", evidence=evidence)
     elif ratio < 1:
-        yield ctx.finding("cache.fragmentation", Severity.WARNING,
+        yield _for_case("Swap", ctx.finding("cache.fragmentation", Severity.WARNING,
                           f"RSS {human_bytes(rss)} below used memory {human_bytes(used)} "
                           f"(ratio {ratio:.2f}): part of Redis is swapped out",
                           observed=ratio, unit="x", evidence=evidence,
                           cause="the machine is short of memory and the kernel swapped Redis "
-                                "pages out; every access to them is a disk read")
+                                "pages out; every access to them is a disk read"))
     elif excess < FRAG_MIN_EXCESS:
         yield ctx.finding("cache.fragmentation", Severity.OK,
                           f"fragmentation {ratio:.2f}, {human_bytes(excess)} beyond the data",
                           observed=ratio, unit="x", evidence=evidence)
     else:
-        yield ctx.judge("cache.fragmentation", ratio,
+        yield _for_case("Fragmentation", ctx.judge("cache.fragmentation", ratio,
                         f"fragmentation {ratio:.2f}: RSS {human_bytes(rss)} for "
                         f"{human_bytes(used)} of data ({human_bytes(excess)} wasted)",
                         evidence=evidence,
                         cause="many keys were deleted or resized and the allocator could not "
                               "give the freed pages back (hypothesis: a churn of mixed-size "
-                              "values)")
+                              "values)"))
+
+
+def _for_case(case: str, finding: Finding) -> Finding:
+    """`finding` with only the runbook's Fix steps labelled `case:` ("Swap",
+    "Fragmentation"): defragmenting does nothing for a swapped-out server."""
+    if not finding.is_problem:
+        return finding
+    from stackmedic.runbooks import fill, fix_steps, load_runbook
+
+    steps = tuple(fill(step, finding) for step in fix_steps(load_runbook(finding.symptom))
+                  if step.startswith(case + ":"))
+    return replace(finding, remedy=Remedy(runbook=finding.symptom, steps=steps))
 
 
 @probe.rule("redis.bigkeys", uses="server", symptoms=["cache.bigkeys"], cost="moderate",
@@ -199,13 +267,16 @@ def bigkeys(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     scope = (f"{sample.get('scanned')} keys sampled"
              f"{'' if sample.get('complete') else ' (partial: key or time budget reached)'}")
     base = {k: sample.get(k) for k in ("scanned", "complete", "max_keys", "budget_s",
-                                       "elapsed_s", "per_type")} | {"target": facts.get("target")}
+                                       "elapsed_s", "per_type")} | where(facts)
     big = [k for k in largest if (as_int(k.get("bytes")) or 0) >= warning]
     for key in big:
         size = as_int(key.get("bytes")) or 0
         yield ctx.judge("cache.bigkeys", size,
                         f"key {key.get('key')!r} ({key.get('type')}) uses {human_bytes(size)}; "
                         f"{scope}", evidence={**base, "key": key.get("key"),
+                                              # shell-quoted for the runbook's commands:
+                                              # key names are data, and may hold quotes
+                                              "key_arg": shlex.quote(str(key.get("key"))),
                                               "type": key.get("type"), "bytes": size,
                                               "largest": largest},
                         identity=("key",),
