@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -28,7 +29,16 @@ from types import TracebackType
 from typing import Any
 
 __all__ = ["FullBacklogServer", "HttpServer", "RawServer", "Route", "SilentServer", "TlsFiles",
-           "network_namespace", "run_in_namespace", "self_signed"]
+           "network_namespace", "run_in_namespace", "self_signed", "unfilled_remedies"]
+
+
+def unfilled_remedies(findings: list[Any]) -> list[str]:
+    """Remedy steps still holding a `<placeholder>`: evidence the runbook needs and the
+    finding does not carry (the runbook filler writes `<key>` for a missing one)."""
+    import re
+
+    return [step for f in findings if f.remedy is not None for step in f.remedy.steps
+            if re.search(r"<[a-z_]+>", step)]
 
 
 @dataclass
@@ -214,14 +224,22 @@ def self_signed(directory: Path, name: str) -> ssl.SSLContext:
 
 
 class RawServer:
-    """Accepts connections and answers every one with fixed bytes (junk, on purpose)."""
+    """Answers the n-th request head of each connection with the n-th payload, bytes as
+    they are (junk or odd framing, on purpose), then closes the connection, or with
+    `hold=True` keeps it open and silent. Records request heads and connections.
 
-    def __init__(self, payload: bytes) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        with RawServer(b"HTTP/1.1 200 OK\\r\\n...", hold=True, host="::1") as port: ...
+    """
+
+    def __init__(self, *payloads: bytes, hold: bool = False, host: str = "127.0.0.1") -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.sock.bind((host, 0))
         self.sock.listen(16)
         self.port = int(self.sock.getsockname()[1])
-        self.payload = payload
+        self.payloads, self.hold = payloads, hold
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     def _serve(self) -> None:
@@ -230,20 +248,44 @@ class RawServer:
                 client, _ = self.sock.accept()
             except OSError:
                 return
-            with client:
-                client.settimeout(1)
-                try:
-                    client.recv(65536)
-                    client.sendall(self.payload)
-                except OSError:
-                    pass
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(client,), daemon=True).start()
+
+    def _answer(self, client: socket.socket) -> None:
+        with client:
+            client.settimeout(0.2)
+            buffer = b""
+            try:
+                for payload in self.payloads:
+                    while b"\r\n\r\n" not in buffer:
+                        data = self._recv(client)
+                        if not data:
+                            return
+                        buffer += data
+                    head, buffer = buffer.split(b"\r\n\r\n", 1)
+                    self.requests.append(head)
+                    client.sendall(payload)
+                while self.hold and self._recv(client):
+                    pass  # silent until the client or the server goes away
+            except OSError:
+                pass
+
+    def _recv(self, client: socket.socket) -> bytes:
+        while not self._stop.is_set():
+            try:
+                return client.recv(65536)
+            except TimeoutError:
+                continue
+        return b""
 
     def __enter__(self) -> int:
         self._thread.start()
         return self.port
 
     def __exit__(self, *exc: object) -> None:
-        self.sock.shutdown(socket.SHUT_RDWR)
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         self._thread.join(2)
 
@@ -251,12 +293,24 @@ class RawServer:
 # --- network namespaces ---------------------------------------------------------------
 
 _RUN_IN_NAMESPACE = """
-import json, socket, sys
+import json, socket, sys, threading
 from stackmedic.testing import run_components
 listener = socket.socket()
 listener.bind(("127.0.0.1", 0))
 listener.listen(8)
 port = str(listener.getsockname()[1])
+def answer():  # a minimal HTTP server, for http components; a tcp connect just closes
+    while True:
+        client, _ = listener.accept()
+        client.settimeout(2)
+        try:
+            client.recv(65536)
+            client.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n"
+                           b"Connection: close\\r\\n\\r\\nok")
+        except OSError:
+            pass
+        client.close()
+threading.Thread(target=answer, daemon=True).start()
 components = json.loads(sys.argv[1].replace('"$PORT"', port).replace("$PORT", port))
 run = run_components(components, deadline=3)
 print(json.dumps([f.to_dict() for f in run.findings]))
@@ -264,9 +318,10 @@ print(json.dumps([f.to_dict() for f in run.findings]))
 
 
 def network_namespace() -> Iterator[str]:
-    """Fixture body: a throwaway namespace with lo up, 10.200.0.1/24 on a veth pair and a
-    resolv.conf naming the namespace's own 127.0.0.1, so nothing leaves it. Skips where
-    namespaces cannot be made (not root, no iproute2)."""
+    """Fixture body: a throwaway namespace with lo up, 10.200.0.1/24 on a veth pair, a
+    resolv.conf naming the namespace's own 127.0.0.1, so nothing leaves it, and a hosts
+    file where `dual.stackmedic.test` is ::1 first, then 127.0.0.1 (as `localhost` is on
+    many hosts). Skips where namespaces cannot be made (not root, no iproute2)."""
     import pytest
 
     if shutil.which("ip") is None:
@@ -283,6 +338,8 @@ def network_namespace() -> Iterator[str]:
             subprocess.run(["ip", "netns", "exec", name, *cmd], check=True, capture_output=True)
         etc.mkdir(parents=True)
         (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        (etc / "hosts").write_text("127.0.0.1 localhost\n::1 dual.stackmedic.test\n"
+                                   "127.0.0.1 dual.stackmedic.test\n")
         yield name
     finally:
         shutil.rmtree(etc, ignore_errors=True)

@@ -74,3 +74,17 @@ def test_stack_file_with_a_bad_condition_fails_validation() -> None:
     with pytest.raises(ConfigError, match="conditions"):
         run_components({"api": {"kind": "http", "url": "http://127.0.0.1:1/",
                                 "conditions": ["[STATSU] == 200"]}})
+
+
+@pytest.mark.parametrize("text", ["[STATUS] < any(200, 300)", "[BODY].name > pat(api-*)"])
+def test_pattern_and_any_with_an_ordering_operator_are_rejected_when_parsed(text: str) -> None:
+    """pat()/any() with < <= > >= fail when the stack file is validated, not in a rule."""
+    with pytest.raises(ConditionError, match="only work with == or !="):
+        parse(text)
+
+
+def test_any_options_may_hold_commas_inside_quotes() -> None:
+    """any("a,b", "c") has two options, the first containing a comma."""
+    facts = {**FACTS, "body": json.dumps({"s": "a,b"})}
+    assert check('[BODY].s == any("a,b", "c")', facts)["ok"] is True
+    assert check('[BODY].s == any("a", "b")', facts)["ok"] is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,11 @@ from typing import Any
 import pytest
 
 from stackmedic.doctor import Run
+from stackmedic.errors import ConfigError
 from stackmedic.findings import Finding, Severity
 from stackmedic.probes import _fetch
+from stackmedic.probes._http11 import FetchError, Pool
+from stackmedic.probes._tls import client_context
 from stackmedic.testing import problems, run_components, with_symptom
 from tests.fixtures.ports import free_port
 from tests.probes.servers import (
@@ -21,13 +25,16 @@ from tests.probes.servers import (
     TlsFiles,
     network_namespace,
     run_in_namespace,
+    unfilled_remedies,
 )
 
 HEALTHY_METRICS = "# HELP up Whether up.\n# TYPE up gauge\nup 1\nrequests_total 7\n"
 
 
 def run_one(spec: dict[str, Any], **kwargs: Any) -> Run:
-    return run_components({"api": {"kind": "http", **spec}}, **kwargs)
+    run = run_components({"api": {"kind": "http", **spec}}, **kwargs)
+    assert unfilled_remedies(run.findings) == []
+    return run
 
 
 def only(run: Run, symptom: str) -> Finding:
@@ -115,6 +122,7 @@ def test_junk_instead_of_http_is_down_without_traceback() -> None:
     down = only(run, "http.down")
     assert down.severity is Severity.CRITICAL
     assert "not an HTTP/1.x status line" in down.evidence["error"]
+    assert down.cause is not None and "not with valid HTTP" in down.cause
 
 
 def test_server_error_and_unexpected_status() -> None:
@@ -304,3 +312,304 @@ def test_response_body_is_capped() -> None:
     record = run.facts["api"]["request"]["targets"][0]["record"]
     assert record["truncated"] is True and record["size"] == 1000
     assert problems(run.findings) == []
+
+
+# --- the HTTP/1.1 client itself, against servers that speak odd but legal (or broken) HTTP
+
+OK_2 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def fetch(*urls: str, max_bytes: int = 1000, timeout: float = 2.0,
+          headers: dict[str, str] | None = None) -> list[Any]:
+    """GET each URL in turn through one pool: a Response or the FetchError raised."""
+    async def go() -> list[Any]:
+        pool = Pool(client_context())
+        out: list[Any] = []
+        try:
+            for url in urls:
+                try:
+                    out.append(await pool.get(url, timeout=timeout, max_bytes=max_bytes,
+                                              headers=headers))
+                except FetchError as err:
+                    out.append(err)
+        finally:
+            await pool.aclose()
+        return out
+    return asyncio.run(go())
+
+
+def test_interim_1xx_responses_are_skipped_and_the_connection_stays_in_step() -> None:
+    """100 Continue and 103 Early Hints precede the real answer; the next request on the
+    same connection gets its own answer, not the leftover one."""
+    first = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+             + OK_2)
+    server = RawServer(first, b"HTTP/1.1 204 No Content\r\n\r\n", hold=True)
+    with server as port:
+        url = f"http://127.0.0.1:{port}/"
+        one, two = fetch(url, url)
+    assert (one.status, one.body, two.status, server.connections) == (200, b"ok", 204, 1)
+
+
+def test_chunk_size_larger_than_the_cap_reads_only_up_to_the_cap() -> None:
+    """A chunk announcing a gigabyte is read up to max_bytes + 1 and cut there, not
+    buffered to its announced size (or until the timeout)."""
+    payload = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40000000\r\n"
+               + b"x" * 5000)
+    with RawServer(payload, hold=True) as port:
+        [response] = fetch(f"http://127.0.0.1:{port}/", max_bytes=1000)
+    assert (response.status, len(response.body), response.truncated) == (200, 1000, True)
+
+
+def test_chunked_body_with_extensions_trailers_and_bare_lf_head() -> None:
+    """A head with bare LF line ends (accepted by curl and Go), chunk extensions and
+    trailers still give the body; the connection is reused for the next request."""
+    chunked = (b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n"
+               b"5;name=v\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 1\r\n\r\n")
+    server = RawServer(chunked, OK_2, hold=True)
+    with server as port:
+        url = f"http://127.0.0.1:{port}/"
+        one, two = fetch(url, url)
+    assert (one.body, two.body, server.connections) == (b"hello world", b"ok", 1)
+
+
+def test_http10_answer_without_keep_alive_is_not_reused() -> None:
+    """An HTTP/1.0 answer is persistent only with `Connection: keep-alive`; otherwise
+    the next request opens a new connection instead of waiting on a dead one."""
+    server = RawServer(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", hold=True)
+    with server as port:
+        url = f"http://127.0.0.1:{port}/"
+        results = fetch(url, url)
+    assert [r.status for r in results] == [200, 200] and server.connections == 2
+
+
+@pytest.mark.parametrize("payload", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 70_000,
+    b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\n" + b"X-Many: header\r\n" * 5000 + b"\r\n",
+    b"HTTP/1.1 2000 OK\r\n\r\n",
+], ids=["length-junk", "length-conflict", "chunk-junk", "chunk-negative", "chunk-line-huge",
+        "header-huge", "headers-many", "status-4-digits"])
+def test_broken_framing_is_a_malformed_response_not_a_crash(payload: bytes) -> None:
+    """Junk lengths, chunk sizes and oversized heads are FetchErrors saying 'malformed',
+    never another exception and never a wait for the timeout."""
+    with RawServer(payload, hold=True) as port:
+        [error] = fetch(f"http://127.0.0.1:{port}/", timeout=30)
+    assert isinstance(error, FetchError) and error.kind == "error", error
+    assert error.message.startswith("malformed response")
+
+
+def test_repeated_identical_content_length_is_accepted() -> None:
+    """`Content-Length: 2, 2` (a header repeated by a proxy) is one valid length."""
+    with RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+                   hold=True) as port:
+        [response] = fetch(f"http://127.0.0.1:{port}/")
+    assert response.body == b"ok"
+
+
+def test_ipv6_literal_and_unescaped_path_make_a_valid_request() -> None:
+    """An IPv6 literal is bracketed in Host, and spaces and non-ASCII in the path and
+    query are percent-encoded (UTF-8) so the request line stays valid."""
+    try:
+        server = RawServer(OK_2, host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with server as port:
+        [response] = fetch(f"http://[::1]:{port}/a b/caf\u00e9?q=x y&ok=%2F")
+    assert response.status == 200
+    request_line, *headers = server.requests[0].decode("latin-1").split("\r\n")
+    assert request_line == "GET /a%20b/caf%C3%A9?q=x%20y&ok=%2F HTTP/1.1"
+    assert f"Host: [::1]:{port}" in headers
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/", "http://[::1/", "ftp://x/",
+                                 "http://127.0.0.1:abc/"])
+def test_unusable_url_is_a_request_error(url: str) -> None:
+    """A URL that cannot be requested is a FetchError of phase `request`, not a crash."""
+    [error] = fetch(url)
+    assert isinstance(error, FetchError) and error.phase == "request"
+
+
+def test_name_resolving_to_a_refusing_address_first_tries_the_next(netns: str) -> None:
+    """A name whose first address (::1) refuses while the second (127.0.0.1) serves is
+    reachable, as for curl: http and tcp both try the next address."""
+    findings = run_in_namespace(netns, {
+        "api": {"kind": "http", "url": "http://dual.stackmedic.test:$PORT/", "samples": 1},
+        "svc": {"kind": "tcp", "host": "dual.stackmedic.test", "port": "$PORT"}})
+    assert [f for f in findings if f["severity"] != "ok"] == []
+
+
+# --- verdicts on odd but real answers --------------------------------------------------
+
+def test_credentials_follow_redirects_only_within_the_origin() -> None:
+    """Credentials are kept on the same scheme/host/port and on an http→https upgrade,
+    never on a downgrade to plain http or another host or port."""
+    same = _fetch._same_origin
+    assert same("https://a.example/x", "https://a.example:443/y")
+    assert same("http://a.example/x", "https://a.example/y")
+    assert not same("https://a.example/x", "http://a.example/y")
+    assert not same("http://a.example/x", "http://b.example/x")
+    assert not same("http://a.example:8080/", "http://a.example:8081/")
+
+
+def test_redirect_to_an_unusable_location_is_reported_not_a_crash() -> None:
+    """A Location that cannot be requested stops the redirect chain: the 3xx is the
+    answer, reported as an unexpected status naming the Location."""
+    with HttpServer({"/": Route(302, "", {"Location": "http://[::1/broken"})}) as server:
+        run = run_one({"url": server.url("/"), "samples": 1})
+    status = only(run, "http.status.error")
+    assert status.severity is Severity.WARNING and "unusable Location" in status.summary
+    assert not with_symptom(run.findings, "stackmedic.check.failed")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/", "ftp://127.0.0.1/",
+                                 "http://[::1/", "127.0.0.1:8000"])
+def test_unusable_url_fails_validation(url: str) -> None:
+    """A URL no request could be made to is a config error naming `url`."""
+    with pytest.raises(ConfigError, match="url"):
+        run_components({"api": {"kind": "http", "url": url}})
+
+
+@pytest.mark.parametrize(("key", "spec"), [
+    ("health", {"health": "http://[::1/health"}),
+    ("metrics", {"metrics": "ftp://127.0.0.1/metrics"}),
+    ("path", {"endpoints": [{"path": "http://127.0.0.1:99999/admin"}]}),
+])
+def test_unusable_health_metrics_or_endpoint_path_fails_validation(
+        key: str, spec: dict[str, Any]) -> None:
+    """A health, metrics or endpoint path no request could be made to is a config error
+    naming the key, not a failed check at run time."""
+    with pytest.raises(ConfigError, match=key):
+        run_components({"api": {"kind": "http", "url": "http://127.0.0.1:1/", **spec}})
+
+
+def test_auth_required_redirect_to_a_login_page_is_enforced() -> None:
+    """An anonymous request redirected to a login page that answers 200 is auth being
+    enforced; a redirect that only adds a slash and then serves the page is not."""
+    routes = {"/": Route(200, "ok"), "/admin": Route(302, "", {"Location": "/login?next=/admin"}),
+              "/login": Route(200, "<form>"), "/files": Route(301, "", {"Location": "/files/"}),
+              "/files/": Route(200, "secret listing")}
+    with HttpServer(routes) as server:
+        run = run_one({"url": server.url("/"), "samples": 1,
+                       "endpoints": [{"path": "/admin", "auth": "required"},
+                                     {"path": "/files", "auth": "required"}]})
+    found = {f.evidence["url"]: f for f in with_symptom(run.findings, "http.auth.missing")}
+    assert found[server.url("/admin")].severity is Severity.OK
+    assert "/login" in found[server.url("/admin")].summary
+    assert found[server.url("/files")].severity is Severity.CRITICAL
+
+
+def test_health_error_status_fails_whatever_the_body_says() -> None:
+    """A health endpoint answering 503 is failing even if its body says UP: balancers
+    and orchestrators act on the status code."""
+    finding = health_run({"status": "UP"}, 503)
+    assert finding.severity is Severity.CRITICAL and "answered 503" in finding.summary
+
+
+def test_health_endpoint_missing_says_the_status_not_the_error_page() -> None:
+    """A health path that 404s with an HTML page is critical and says 'answered 404'."""
+    with HttpServer({"/": Route(200, "ok")}) as server:
+        finding = only(run_one({"url": server.url("/"), "health": "/healthz"}),
+                       "http.health.failing")
+    assert finding.severity is Severity.CRITICAL and finding.summary.endswith("answered 404")
+
+
+def test_health_endpoint_that_does_not_answer_fills_its_remedy() -> None:
+    """A health endpoint that times out is critical, and its remedy has no unfilled
+    placeholder (run_one checks)."""
+    with HttpServer({"/": Route(200, "ok"), "/health": Route(200, "ok", delay=5)}) as server:
+        finding = only(run_one({"url": server.url("/"), "health": "/health", "samples": 1,
+                                "timeout": 1.0}), "http.health.failing")
+    assert finding.severity is Severity.CRITICAL and "did not answer" in finding.summary
+
+
+def test_down_remedy_names_the_real_host_and_port() -> None:
+    """http.down's evidence carries host and port, so its runbook commands are filled."""
+    port = free_port()
+    down = only(run_one({"url": f"http://127.0.0.1:{port}/"}), "http.down")
+    assert (down.evidence["host"], down.evidence["port"]) == ("127.0.0.1", port)
+
+
+def test_https_certificate_close_to_expiry_is_reported_without_a_condition(
+        tmp_path: Path) -> None:
+    """An https service whose certificate has 5 days left gives net.tls.expiring
+    (critical under the 7-day default) with subject, issuer and notAfter; the remedy's
+    commands are filled (run_one checks)."""
+    tls = TlsFiles.make(tmp_path, "127.0.0.1", not_after=datetime.now(UTC) + timedelta(days=5))
+    with HttpServer({"/": Route(200, "ok")}, tls=tls.server_context) as server:
+        run = run_one({"url": server.url("/"), "ca_file": tls.ca_file, "samples": 1})
+    expiring = only(run, "net.tls.expiring")
+    assert expiring.severity is Severity.CRITICAL and 4 < expiring.observed < 5.1  # type: ignore[operator]
+    assert expiring.evidence["target"] == f"127.0.0.1:{server.port}"
+    assert expiring.evidence["issuer"] and expiring.evidence["not_after"]
+
+
+def test_json_nested_past_the_stack_is_not_json_not_a_crash() -> None:
+    """A health or body answer of 100,000 nested `[` (json raises RecursionError) is
+    read as a non-JSON body: findings, never a failed check."""
+    bomb = "[" * 100_000
+    with HttpServer({"/": Route(200, bomb), "/health": Route(200, bomb)}) as server:
+        run = run_one({"url": server.url("/"), "health": "/health", "samples": 1,
+                       "conditions": ["[BODY].status == ok"]})
+    assert not with_symptom(run.findings, "stackmedic.check.failed")
+    assert only(run, "http.health.failing").severity is Severity.OK  # 200, body unreadable
+    assert only(run, "http.content.mismatch").severity is Severity.CRITICAL
+
+
+def test_configured_host_and_user_agent_replace_the_defaults() -> None:
+    """A configured `Host` (a virtual host on an address) or `User-Agent` is sent once,
+    instead of the default, never as a duplicate header; CR/LF in a value cannot split
+    the request."""
+    server = RawServer(OK_2)
+    with server as port:
+        [response] = fetch(f"http://127.0.0.1:{port}/", headers={
+            "host": "api.example", "User-Agent": "probe/1", "X-Note": "a\r\nX-Evil: 1"})
+    assert response.status == 200
+    lines = server.requests[0].decode("latin-1").split("\r\n")[1:]
+    names = [line.split(":", 1)[0].lower() for line in lines]
+    assert sorted(names) == ["accept", "host", "user-agent", "x-note"]
+    assert "host: api.example" in lines and "User-Agent: probe/1" in lines
+
+
+def test_slow_samples_do_not_starve_the_health_check() -> None:
+    """Latency samples of a slow service do not use up the time the health endpoint
+    needs: it is read alongside them, so a slow service is slow, not unhealthy."""
+    routes = {"/": Route(200, "ok", delay=0.8), "/health": Route(200, {"status": "UP"},
+                                                               delay=2.0)}
+    with HttpServer(routes) as server:
+        run = run_one({"url": server.url("/"), "health": "/health", "samples": 3,
+                       "timeout": 4.0}, thresholds={"http.slow": {"warning": 0.5,
+                                                                  "critical": 30}})
+    assert only(run, "http.health.failing").severity is Severity.OK
+    assert only(run, "http.slow").severity is Severity.WARNING
+
+
+def test_connection_is_never_reused_after_a_failed_exchange() -> None:
+    """A response cut short (timeout mid-body) closes its connection: the next request
+    opens a new one instead of reading the rest of the old answer as its own."""
+    server = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok", hold=True)
+    with server as port:
+        url = f"http://127.0.0.1:{port}/"
+        results = fetch(url, url, timeout=0.5)
+    assert [(r.kind, r.phase) for r in results] == [("timeout", "response")] * 2
+    assert server.connections == 2
+
+
+def test_https_by_host_name_verifies_that_name(tmp_path: Path) -> None:
+    """https://localhost verifies a certificate for `localhost` (name sent as SNI and
+    checked); a certificate for another name is http.down (tls) saying 'hostname'."""
+    good = TlsFiles.make(tmp_path, "localhost")
+    with HttpServer({"/": Route(200, "ok")}, tls=good.server_context) as server:
+        ok = run_one({"url": f"https://localhost:{server.port}/", "ca_file": good.ca_file,
+                      "samples": 1})
+    other = TlsFiles.make(tmp_path, "other.example")
+    with HttpServer({"/": Route(200, "ok")}, tls=other.server_context) as server:
+        wrong = run_one({"url": f"https://localhost:{server.port}/", "ca_file": other.ca_file,
+                         "samples": 1})
+    assert problems(ok.findings) == []
+    down = only(wrong, "http.down")
+    assert down.evidence["error_kind"] == "tls" and down.evidence["tls"]["problems"] == [
+        "hostname"]

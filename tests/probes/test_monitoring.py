@@ -93,3 +93,45 @@ def test_default_ports_for_autodiscovery() -> None:
     assert get_probe("prometheus").default_ports == (9090,)
     assert get_probe("grafana").default_ports == (3000,)
     assert get_probe("http").default_ports == (8000, 8080)
+
+
+def test_targets_api_that_cannot_be_read_is_unknown_not_silent() -> None:
+    """A healthy Prometheus whose targets API refuses (401 behind a proxy) gives an
+    unknown monitoring.target.down saying why, never an all-clear by omission."""
+    routes = prometheus_routes()
+    routes["/api/v1/targets"] = Route(401, "unauthorized")
+    with HttpServer(routes) as server:
+        run = run_components({"prom": {"kind": "prometheus", "url": server.url("")}})
+    [targets] = with_symptom(run.findings, "monitoring.target.down")
+    assert targets.severity is Severity.UNKNOWN and "status 401" in targets.summary
+
+
+def test_targets_not_scraped_yet_are_not_down() -> None:
+    """A target Prometheus has not scraped yet (health "unknown") is not a down target."""
+    routes = prometheus_routes(target("api", "127.0.0.1:8000", "up"),
+                               target("new", "127.0.0.1:9200", "unknown"))
+    with HttpServer(routes) as server:
+        run = run_components({"prom": {"kind": "prometheus", "url": server.url("")}})
+    [targets] = with_symptom(run.findings, "monitoring.target.down")
+    assert targets.severity is Severity.OK and "1 not scraped yet" in targets.summary
+
+
+def test_down_target_remedy_names_this_prometheus() -> None:
+    """The reload/inspect commands of a down target's remedy use this Prometheus URL."""
+    routes = prometheus_routes(target("node", "127.0.0.1:9100", "down", "refused"))
+    with HttpServer(routes) as server:
+        run = run_components({"prom": {"kind": "prometheus", "url": server.url("/")}})
+    [down] = with_symptom(run.findings, "monitoring.target.down")
+    assert down.remedy is not None
+    assert any(f"{server.url('')}/-/reload" in step for step in down.remedy.steps)
+
+
+def test_json_nested_past_the_stack_never_breaks_the_check() -> None:
+    """A targets answer of nested `[` past the stack is unreadable, not a crash."""
+    routes = prometheus_routes()
+    routes["/api/v1/targets"] = Route(200, "[" * 100_000)
+    with HttpServer(routes) as server:
+        run = run_components({"prom": {"kind": "prometheus", "url": server.url("")}})
+    assert not with_symptom(run.findings, "stackmedic.check.failed")
+    [targets] = with_symptom(run.findings, "monitoring.target.down")
+    assert targets.severity is Severity.UNKNOWN

@@ -7,6 +7,7 @@ pointing at the namespace's own loopback), so no packet leaves it.
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,14 @@ from tests.probes.servers import (
     network_namespace,
     run_in_namespace,
     self_signed,
+    unfilled_remedies,
 )
 
 
 def run_tcp(**spec: Any) -> Run:
-    return run_components({"svc": {"kind": "tcp", **spec}}, deadline=3)
+    run = run_components({"svc": {"kind": "tcp", **spec}}, deadline=3)
+    assert unfilled_remedies(run.findings) == []
+    return run
 
 
 def only(findings: list[Finding], symptom: str) -> Finding:
@@ -162,3 +166,44 @@ def test_name_that_does_not_resolve(netns: str) -> None:
     dns = by_symptom(findings, "net.dns.failure")
     assert dns["severity"] == "critical" and dns["evidence"]["error"]
     assert not [f for f in findings if f["symptom"].startswith("net.tcp.")]
+
+
+def test_tls_on_a_plain_text_port_is_invalid_with_a_filled_remedy() -> None:
+    """`tls: true` against a port that does not speak TLS is net.tls.invalid (handshake
+    failed), and every remedy step is filled from the evidence (run_tcp checks)."""
+    with HttpServer() as server:
+        run = run_tcp(host="127.0.0.1", port=server.port, tls=True)
+    invalid = only(run.findings, "net.tls.invalid")
+    assert invalid.severity is Severity.CRITICAL and "handshake failed" in invalid.summary
+    assert invalid.evidence["server_name"] == "127.0.0.1"
+
+
+def test_refused_remedy_and_evidence_name_the_port() -> None:
+    """net.tcp.refused evidence carries the port its runbook commands need."""
+    port = free_port()
+    refused = only(run_tcp(host="127.0.0.1", port=port).findings, "net.tcp.refused")
+    assert refused.evidence["port"] == port
+
+
+def test_certificate_breaking_rfc5280_is_read_without_warnings(tmp_path: Path) -> None:
+    """A certificate with a negative serial (OpenSSL accepts it, cryptography warns
+    and will refuse it) is still described, with no warning escaping to stderr."""
+    import subprocess
+    import warnings
+
+    key, cert = tmp_path / "neg.key", tmp_path / "neg.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                           "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key),
+                           "-out", str(cert), "-days", "30", "-subj", "/CN=neg.example",
+                           "-set_serial", "-5"], capture_output=True)
+    if made.returncode:
+        pytest.skip("openssl cannot make the certificate here")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with HttpServer(tls=context) as server, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = run_tcp(host="127.0.0.1", port=server.port, tls=True)
+        http = run_components({"api": {"kind": "http", "url": server.url("/"),
+                                        "verify": False, "samples": 1}})
+    assert only(run.findings, "net.tls.invalid").evidence["subject"] == "CN=neg.example"
+    assert not with_symptom(run.findings + http.findings, "stackmedic.check.failed")

@@ -33,6 +33,7 @@ _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _MAX_SHOWN = 200
+_OPTION = re.compile(r"\"[^\"]*\"|'[^']*'|[^,\s][^,]*")  # any() options; commas in quotes
 
 
 class ConditionError(ValueError):
@@ -72,6 +73,8 @@ def parse(text: str) -> Condition:
                                  f"(known: {', '.join(sorted(_PLACEHOLDERS))})")
         if ref and ref["path"] and (ref["name"] != "BODY" or _bad_path(ref["path"])):
             raise ConditionError(f"condition {text!r}: bad path {ref['path']!r}")
+    if op not in ("==", "!=") and re.match(r"^(pat|any)\(.*\)$", right):
+        raise ConditionError(f"condition {text!r}: pat()/any() only work with == or !=")
     if not (_REF.match(left) or _FUNC.match(left)):
         raise ConditionError(f"condition {text!r}: the left side must be a [PLACEHOLDER] "
                              "or len()/has() of one")
@@ -93,7 +96,7 @@ def evaluate(condition: Condition, facts: dict[str, Any]) -> dict[str, Any]:
         ok = _equality(condition.op, matched, condition.text)
     elif right.startswith("any(") and right.endswith(")"):
         expected = right
-        options = [_resolve(part.strip(), facts) for part in right[4:-1].split(",")]
+        options = [_resolve(part.strip(), facts) for part in _OPTION.findall(right[4:-1])]
         ok = _equality(condition.op, any(_equal(actual, o) for o in options), condition.text)
     else:
         expected = _resolve(right, facts)
@@ -128,7 +131,7 @@ def _resolve(token: str, facts: dict[str, Any]) -> Any:
 def _walk(body: Any, path: str) -> Any:
     try:
         node = json.loads(body) if isinstance(body, str | bytes) else body
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: `[[[[…` nested past the stack
         return MISSING
     for key, index in _PATH_STEP.findall(path):
         if index and isinstance(node, list) and int(index) < len(node):

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from stackmedic import redact
 from stackmedic.checks import CollectContext
@@ -50,6 +50,19 @@ class HttpSettings(ComponentBase):
     ca_file: str | None = Field(None, description="CA bundle to verify the server with")
     verify: bool = Field(True, description="verify TLS certificates")
 
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, url: str) -> str:
+        """Reject at validation what no request could be made to (a typo fails there)."""
+        try:
+            parts = urlsplit(url)
+            _ = parts.port
+        except ValueError as err:
+            raise ValueError(f"invalid URL {url!r}: {err}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"URL {url!r} must be http:// or https:// with a host")
+        return url
+
 
 @dataclass(frozen=True)
 class Target:
@@ -79,7 +92,7 @@ async def exchange(component: HttpSettings, ctx: CollectContext, url: str, *,
     """GET `url` (following redirects as configured) and record what happened."""
     pool = pool_for(component, ctx)
     hops: list[dict[str, Any]] = []
-    current, elapsed, stopped = url, 0.0, False
+    current, elapsed, stopped, invalid = url, 0.0, False, None
     try:
         while True:
             async with _slot(ctx, current):
@@ -92,9 +105,12 @@ async def exchange(component: HttpSettings, ctx: CollectContext, url: str, *,
             if len(hops) >= component.max_redirects:
                 stopped = True
                 break
+            following = _followable(current, location)
+            if following is None:
+                invalid = location[:200]
+                break
             hops.append({"url": current, "status": response.status, "location": location})
-            following = urljoin(current, location)
-            if urlsplit(following).netloc != urlsplit(current).netloc:
+            if not _same_origin(current, following):
                 # as browsers and httpx do: credentials never follow a redirect elsewhere
                 headers = {k: v for k, v in headers.items() if not _is_credential(k)}
             current = following
@@ -108,7 +124,35 @@ async def exchange(component: HttpSettings, ctx: CollectContext, url: str, *,
         return record
     record = _record(response, hops, elapsed, url, keep_body)
     record["redirect_limit"] = stopped
+    if invalid is not None:
+        record["redirect_invalid"] = invalid
     return record
+
+
+def _followable(current: str, location: str) -> str | None:
+    """The absolute URL a Location points to, or None when it cannot be requested."""
+    try:
+        following = urljoin(current, location.strip())
+        parts = urlsplit(following)
+        _ = parts.port  # ValueError for a port out of range
+    except ValueError:
+        return None
+    return following if parts.scheme in ("http", "https") and parts.hostname else None
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    return (parts.scheme, parts.hostname or "",
+            parts.port or (443 if parts.scheme == "https" else 80))
+
+
+def _same_origin(current: str, following: str) -> bool:
+    """Whether credentials may follow a redirect (httpx's rule): same scheme, host and
+    port, or the upgrade of http://host to https://host on the default ports. A
+    downgrade to plain http never keeps them: they would cross the network in clear."""
+    a, b = _origin(current), _origin(following)
+    return a == b or (a[1] == b[1] and a[0] == "http" and a[2] == 80
+                      and b[0] == "https" and b[2] == 443)
 
 
 @contextlib.asynccontextmanager
@@ -154,9 +198,14 @@ def _record(response: Response, hops: list[dict[str, Any]], elapsed: float, url:
     if keep_body:
         variables["body"] = text
     if response.peer_cert:
-        cert = describe(response.peer_cert, datetime.now(UTC))
-        record["cert"] = {k: cert[k] for k in ("subject", "issuer", "not_after", "days_left")}
-        variables["certificate_expiration_ms"] = cert["days_left"] * 86_400_000
+        try:
+            cert = describe(response.peer_cert, datetime.now(UTC))
+        except ValueError as err:  # a certificate OpenSSL accepted but we cannot read
+            record["cert_error"] = f"unreadable certificate: {err}"[:200]
+        else:
+            record["cert"] = {k: cert[k] for k in ("subject", "issuer", "not_after",
+                                                   "days_left")}
+            variables["certificate_expiration_ms"] = cert["days_left"] * 86_400_000
     record["vars"] = variables
     return record
 

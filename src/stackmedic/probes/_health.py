@@ -20,6 +20,7 @@ __all__ = ["parse_health"]
 
 _MAX_FAILING = 10
 _MAX_OUTPUT = 200
+_MAX_DEPTH = 16  # nested Spring components followed; real trees are 2-3 deep
 _WORDS = {
     "pass": "pass", "ok": "pass", "up": "pass", "healthy": "pass", "green": "pass",
     "warn": "warn", "warning": "warn", "degraded": "warn", "yellow": "warn",
@@ -37,7 +38,7 @@ def parse_health(body: str, content_type: str = "") -> dict[str, Any]:
     """{shape, status, raw_status, failing: [{name, status, output}]} for a health body."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: `[[[[…` nested past the stack
         return {"shape": "text", "status": "unknown", "raw_status": body[:_MAX_OUTPUT].strip(),
                 "failing": []}
     if not isinstance(data, dict) or "status" not in data:
@@ -63,15 +64,15 @@ def _entry(name: str, status: Any, output: Any) -> dict[str, Any]:
     return {"name": name, "status": str(status), "output": text[:_MAX_OUTPUT] if text else None}
 
 
-def _spring(components: Any, prefix: str, out: list[dict[str, Any]]) -> None:
-    if not isinstance(components, dict):
+def _spring(components: Any, prefix: str, out: list[dict[str, Any]], depth: int = 0) -> None:
+    if not isinstance(components, dict) or depth > _MAX_DEPTH:
         return
     for name, comp in components.items():
         if not isinstance(comp, dict):
             continue
         full = f"{prefix}{name}"
         if "components" in comp:
-            _spring(comp["components"], full + ".", out)
+            _spring(comp["components"], full + ".", out, depth + 1)
         elif normalize(comp.get("status")) != "pass":
             out.append(_entry(full, comp.get("status"), comp.get("details")))
 

@@ -32,10 +32,19 @@ def client_context(verify: bool = True, ca_file: str | None = None) -> ssl.SSLCo
 
 
 def describe(der: bytes, now: datetime) -> dict[str, Any]:
-    """Subject, issuer, validity, names and days left of a DER certificate."""
+    """Subject, issuer, validity, names and days left of a DER certificate.
+
+    ValueError for one cryptography cannot read. Certificates that break RFC 5280 in
+    ways OpenSSL accepts (a negative serial) are read without cryptography's warning,
+    which would otherwise land on the doctor's stderr.
+    """
+    import warnings
+
     from cryptography import x509
 
-    cert = x509.load_der_x509_certificate(der)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cert = x509.load_der_x509_certificate(der)
     names: list[str] = []
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -86,14 +95,13 @@ async def inspect(address: str, port: int, server_name: str, *, ca_file: str | N
     Raises OSError/TimeoutError when no TLS session can be made at all.
     """
     facts: dict[str, Any] = {"server_name": server_name, "verified": True, "problems": []}
-    try:
-        der = await asyncio.wait_for(
-            _peer_cert(address, port, server_name, client_context(True, ca_file)), timeout)
-    except ssl.SSLCertVerificationError as err:
-        facts.update(verified=False, verify_code=err.verify_code,
-                     verify_message=str(err.verify_message))
-        der = await asyncio.wait_for(
-            _peer_cert(address, port, server_name, client_context(False)), timeout)
+    async with asyncio.timeout(timeout):  # both handshakes together, not each
+        try:
+            der = await _peer_cert(address, port, server_name, client_context(True, ca_file))
+        except ssl.SSLCertVerificationError as err:
+            facts.update(verified=False, verify_code=err.verify_code,
+                         verify_message=str(err.verify_message))
+            der = await _peer_cert(address, port, server_name, client_context(False))
     if der is None:
         facts["problems"] = ["no certificate"]
         return facts

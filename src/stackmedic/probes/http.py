@@ -5,8 +5,8 @@ auth and /metrics of one HTTP service.
           conditions: ["[BODY].status == \\"ok\\""], metrics: /metrics,
           endpoints: [{path: /admin, auth: required}]}
 
-One async collector samples `url`, then (if it answered) reads the health, metrics
-and extra endpoints concurrently; rules judge the recorded facts. Requests go
+One async collector samples `url` and reads the health, metrics and extra endpoints
+alongside (kept only if `url` answered); rules judge the recorded facts. Requests go
 through a lean pooled HTTP/1.1 client (see `_http11` for why not httpx), one pool per
 TLS setting shared by all components of a run, with bounded concurrency; every
 request's timeout comes from what is left of the collector's deadline.
@@ -18,6 +18,7 @@ import asyncio
 import statistics
 from collections.abc import Iterable
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -36,6 +37,21 @@ def _check_conditions(conditions: list[str]) -> list[str]:
     return conditions
 
 
+def _check_path(path: str | None) -> str | None:
+    """A path or absolute http(s) URL a request can be made to (checked at validation:
+    `http://[bad` would otherwise only fail when the doctor runs)."""
+    if path is None:
+        return path
+    try:
+        parts = urlsplit(path)
+        _ = parts.port
+    except ValueError as err:
+        raise ValueError(f"invalid path or URL {path!r}: {err}") from None
+    if parts.scheme and (parts.scheme not in ("http", "https") or not parts.hostname):
+        raise ValueError(f"{path!r}: an absolute URL must be http:// or https:// with a host")
+    return path
+
+
 class HttpEndpoint(BaseModel):
     """An extra path of the same service with its own expectations."""
 
@@ -47,6 +63,7 @@ class HttpEndpoint(BaseModel):
         "none", description="required: must refuse requests without credentials")
 
     _conditions = field_validator("conditions")(_check_conditions)
+    _path = field_validator("path")(_check_path)
 
 
 class HttpComponent(HttpSettings):
@@ -64,6 +81,7 @@ class HttpComponent(HttpSettings):
     endpoints: list[HttpEndpoint] = Field(default_factory=list)
 
     _conditions = field_validator("conditions")(_check_conditions)
+    _paths = field_validator("health", "metrics")(_check_path)
 
 
 probe = Probe("http", HttpComponent, description="an HTTP service (status, latency, health)",
@@ -72,20 +90,24 @@ probe = Probe("http", HttpComponent, description="an HTTP service (status, laten
 
 @probe.collector("request", timeout=10.0)
 async def request(component: HttpComponent, ctx: CollectContext) -> Facts | None:
-    """Sample the URL, then read health, metrics and extra endpoints."""
+    """Sample the URL while reading health, metrics and extra endpoints alongside.
+
+    Concurrently, not after: samples of a slow service would otherwise eat the budget
+    and the health endpoint would time out for our own lack of time, not the service's.
+    """
     main = Target("main", component.url, component.expect_status, component.conditions,
                   component.auth)
-    first = await fetch_target(component, ctx, main, samples=component.samples)
-    facts: Facts = {"url": component.url, "targets": [first]}
-    if not first["record"]["connected"]:
-        return facts  # the rest would only repeat that the service is down
     jobs = [fetch_target(component, ctx, Target(e.path, e.path, e.expect_status, e.conditions,
                                                 e.auth)) for e in component.endpoints]
     roles = {role: path for role, path in (("health", component.health),
                                            ("metrics", component.metrics)) if path}
     jobs += [fetch_target(component, ctx, Target(role, path), role=role)
              for role, path in roles.items()]
-    results = await asyncio.gather(*jobs)
+    first, *results = await asyncio.gather(
+        fetch_target(component, ctx, main, samples=component.samples), *jobs)
+    facts: Facts = {"url": component.url, "targets": [first]}
+    if not first["record"]["connected"]:
+        return facts  # the rest would only repeat that the service is down
     facts["targets"] += results[:len(component.endpoints)]
     facts.update(zip(roles, results[len(component.endpoints):], strict=True))
     return facts
@@ -123,6 +145,7 @@ def reach(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         return
     evidence.update({k: worst.get(k) for k in ("error_kind", "phase", "error", "tls")
                      if worst.get(k) is not None})
+    evidence.update(_host_port(facts["url"]))
     if len(failed) < len(samples):
         yield ctx.finding("http.down", Severity.WARNING,
                           f"{facts['url']}: {len(failed)} of {len(samples)} requests failed "
@@ -135,6 +158,13 @@ def reach(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                       identity=("url",), cause=_DOWN_CAUSES.get(worst["error_kind"]))
 
 
+def _host_port(url: str) -> dict[str, Any]:
+    """host and port of a URL, for the runbook's commands (`ss`, `openssl s_client`)."""
+    parts = urlsplit(url)
+    return {"host": parts.hostname or "",
+            "port": parts.port or (443 if parts.scheme == "https" else 80)}
+
+
 _DOWN_CAUSES = {
     "refused": "nothing listens on that port: the service is stopped, crashed, or bound "
                "to another address or port",
@@ -145,6 +175,8 @@ _DOWN_CAUSES = {
            "signed by a CA this client does not trust",
     "reset": "the server closed the connection without a response (crash in the handler, "
              "a proxy with no healthy upstream, or a protocol mismatch)",
+    "error": "something answers on that port, but not with valid HTTP/1.x (another "
+             "protocol such as TLS, SSH or a database, or a broken proxy)",
 }
 
 
@@ -164,7 +196,9 @@ def status(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                               observed=code, evidence=evidence, identity=("url",))
             continue
         severity = Severity.CRITICAL if code >= 500 else Severity.WARNING
-        note = " (redirect limit reached)" if record.get("redirect_limit") else ""
+        note = (" (redirect limit reached)" if record.get("redirect_limit") else
+                f" (redirect to an unusable Location {record['redirect_invalid']!r})"
+                if record.get("redirect_invalid") else "")
         yield ctx.finding("http.status.error", severity,
                           f"{_where(target)} answered {code} {record.get('reason', '')}".rstrip()
                           + f", expected {'/'.join(map(str, expected))}{note}",
@@ -194,6 +228,28 @@ def latency(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           "another service, CPU or GC pressure)")
 
 
+@probe.rule("http.tls", uses="request", symptoms=["net.tls.expiring"],
+            thresholds={"net.tls.expiring": Threshold(14, 7, unit="days", direction="below")})
+def certificate(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """The certificate of an https URL is not about to expire.
+
+    As check_http -C and blackbox_exporter's probe_ssl_earliest_cert_expiry do; an
+    invalid certificate is http.down (kind tls), with the certificate in evidence."""
+    record = facts["targets"][0]["record"]
+    cert = record.get("cert")
+    if not record.get("connected") or not cert:
+        return
+    where = _host_port(str(record.get("final_url") or facts["url"]))
+    host = where["host"]
+    target = f"[{host}]:{where['port']}" if ":" in host else f"{host}:{where['port']}"
+    yield ctx.judge("net.tls.expiring", cert["days_left"],
+                    f"{target}: certificate expires {cert['not_after']} "
+                    f"({cert['days_left']:.1f} days left)",
+                    evidence={"target": target, "server_name": host, **cert},
+                    identity=("target", "subject"),
+                    cause="the certificate was not renewed (renewal job failing or absent)")
+
+
 @probe.rule("http.health", uses="request", symptoms=["http.health.failing"])
 def health(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     """The health endpoint's own verdict, naming the failing sub-checks."""
@@ -203,14 +259,17 @@ def health(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     record = target["record"]
     evidence: dict[str, Any] = {"url": _where(target)}
     if not record["connected"]:
-        evidence["error"] = record["error"]
+        evidence.update(error=record["error"], status=None, reported="no answer",
+                        failing_checks="(none: the endpoint itself did not answer)")
         yield ctx.finding("http.health.failing", Severity.CRITICAL,
                           f"health endpoint {_where(target)} did not answer: {record['error']}",
                           evidence=evidence, identity=("url",))
         return
     parsed = record.get("health") or {}
     verdict = parsed.get("status", "unknown")
-    if verdict == "unknown":  # a body we cannot read: fall back on the status code
+    if verdict == "unknown" or record["status"] >= 400:
+        # A body we cannot read falls back on the status code; and an error status fails
+        # whatever the body says: load balancers and orchestrators act on the code.
         verdict = "pass" if 200 <= record["status"] < 300 else "fail"
     failing = parsed.get("failing", [])
     if verdict == "pass" and failing:  # "pass" overall, yet a sub-check is not: say so
@@ -225,9 +284,11 @@ def health(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         return
     severity = Severity.WARNING if verdict == "warn" else Severity.CRITICAL
     names = f": {evidence['failing_checks']}" if failing else ""
-    yield ctx.finding("http.health.failing", severity,
-                      f"{_where(target)} reports {parsed.get('raw_status') or record['status']}"
-                      + names, observed=record["status"], evidence=evidence, identity=("url",),
+    said = (f"answered {record['status']}" if parsed.get("shape") in ("text", "unknown", None)
+            else f"answered {record['status']}, reports {parsed.get('raw_status')}"
+            if record["status"] >= 400 else f"reports {parsed.get('raw_status')}")
+    yield ctx.finding("http.health.failing", severity, f"{_where(target)} {said}{names}",
+                      observed=record["status"], evidence=evidence, identity=("url",),
                       cause=("the named sub-checks fail: the service is up but a dependency "
                              "it checks is not" if failing else
                              "the service declares itself unhealthy"))
@@ -266,10 +327,13 @@ def auth(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
             continue
         code = anonymous["status"]
         evidence = {"url": anonymous["url"], "status": code,
-                    "body_excerpt": anonymous.get("excerpt", "")}
-        if not 200 <= code < 300:
+                    "body_excerpt": anonymous.get("excerpt", ""),
+                    "redirects": anonymous.get("redirects", [])}
+        login = _sent_elsewhere(anonymous)
+        if not 200 <= code < 300 or login:
+            why = f"redirects them to {login}" if login else f"refuses them ({code})"
             yield ctx.finding("http.auth.missing", Severity.OK,
-                              f"{anonymous['url']} refuses anonymous requests ({code})",
+                              f"{anonymous['url']} {why}: anonymous requests are not served",
                               observed=code, evidence=evidence, identity=("url",))
             continue
         yield ctx.finding("http.auth.missing", Severity.CRITICAL,
@@ -277,6 +341,18 @@ def auth(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           observed=code, evidence=evidence, identity=("url",),
                           cause="the authentication middleware is not applied to this route, "
                           "or it is disabled in this environment")
+
+
+def _sent_elsewhere(record: dict[str, Any]) -> str | None:
+    """Where an anonymous request was redirected, when that is another page (a login
+    form answering 200 is the application enforcing auth, not serving the route); a
+    redirect that only adds or drops a trailing slash is the same route."""
+    if not record.get("redirects"):
+        return None
+    start, end = urlsplit(record["url"]), urlsplit(record["final_url"])
+    if (start.netloc, start.path.rstrip("/")) == (end.netloc, end.path.rstrip("/")):
+        return None
+    return str(record["final_url"])
 
 
 @probe.rule("http.metrics", uses="request", symptoms=["http.metrics.missing"])

@@ -55,7 +55,7 @@ async def _get_json(component: HttpSettings, ctx: CollectContext,
     body = record.get("vars", {}).pop("body", None)
     try:
         return record, json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: `[[[[…` nested past the stack
         return record, None
 
 
@@ -69,11 +69,17 @@ async def prometheus_api(component: PrometheusComponent, ctx: CollectContext) ->
     inner = data.get("data") if isinstance(data, dict) else None
     active = inner.get("activeTargets") if isinstance(inner, dict) else None
     if not isinstance(active, list):
-        facts["targets"] = {"error": targets.get("error") or
-                            f"no activeTargets in the answer (status {targets.get('status')})"}
+        why = targets.get("error") or (
+            f"answer cut at max_bytes={component.max_bytes}" if targets.get("truncated") else
+            f"no activeTargets in the answer (status {targets.get('status')})")
+        facts["targets"] = {"url": targets["url"], "error": why}
         return facts
-    down = [t for t in active if isinstance(t, dict) and t.get("health") != "up"]
+    entries = [t for t in active if isinstance(t, dict)]
+    # "unknown" is a target not scraped yet (just added or reloaded), not a failed one.
+    pending = [t for t in entries if t.get("health") == "unknown"]
+    down = [t for t in entries if t.get("health") not in ("up", "unknown")]
     facts["targets"] = {"active": len(active), "down_count": len(down),
+                        "pending": len(pending),
                         "down": [_down_target(t) for t in down[:_MAX_DOWN]]}
     return facts
 
@@ -117,19 +123,34 @@ def prometheus_health(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
 def prometheus_targets(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     """Every active scrape target is up; each down one is named with its last error."""
     targets = facts["targets"]
+    if "error" in targets and not facts["healthy"]["connected"]:
+        return  # Prometheus does not answer at all: the service-down finding says so
     if "error" in targets:
-        return  # the service-down rule already says Prometheus cannot be read
-    if not targets["down"]:
-        yield ctx.finding("monitoring.target.down", Severity.OK,
-                          f"all {targets['active']} scrape targets are up",
-                          observed=0, evidence={"active": targets["active"]})
+        # Not "ok": a targets API we could not read (auth, a proxy, a cut answer) says
+        # nothing about the targets, even when /-/healthy answers.
+        yield ctx.finding("monitoring.target.down", Severity.UNKNOWN,
+                          f"scrape targets not checked: {targets['error']}",
+                          evidence={"url": targets.get("url"), "error": targets["error"]},
+                          identity=("url",))
         return
+    if not targets["down"]:
+        pending = targets.get("pending", 0)
+        yield ctx.finding("monitoring.target.down", Severity.OK,
+                          f"all {targets['active'] - pending} scraped targets are up"
+                          + (f" ({pending} not scraped yet)" if pending else ""),
+                          observed=0, evidence={"active": targets["active"],
+                                                "pending": pending})
+        return
+    more = targets["down_count"] - len(targets["down"])
     for target in targets["down"]:
         yield ctx.finding(
             "monitoring.target.down", Severity.CRITICAL,
             f"scrape target {target['job']}/{target['instance']} is {target['health']}: "
-            f"{target['last_error'] or 'no error recorded'}",
-            observed=targets["down_count"], evidence=target, identity=("job", "instance"),
+            f"{target['last_error'] or 'no error recorded'}"
+            + (f" ({more} more down targets not listed)" if more else ""),
+            observed=targets["down_count"],
+            evidence={**target, "prometheus": facts["url"].rstrip("/")},
+            identity=("job", "instance"),
             cause="the target's exporter or service is down, or its /metrics endpoint "
                   "fails or is unreachable from Prometheus")
 

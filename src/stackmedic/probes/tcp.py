@@ -31,6 +31,7 @@ from stackmedic.thresholds import Threshold
 __all__ = ["TcpComponent", "probe"]
 
 _LOOPBACKS = ("127.0.0.1", "::1")
+_MAX_ADDRESSES = 4
 
 
 class TcpComponent(ComponentBase):
@@ -62,6 +63,11 @@ async def _connect(address: str, port: int, timeout: float) -> dict[str, Any]:
             "elapsed_ms": round((time.monotonic() - start) * 1000, 3)}
 
 
+def _join(host: str, port: int) -> str:
+    """host:port as `openssl s_client -connect` and `nc` take it ([::1]:443 for IPv6)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _local_addresses() -> set[str]:
     import psutil
 
@@ -77,19 +83,26 @@ def _local_non_loopback(address: str) -> bool:
 @probe.collector("connect", timeout=10.0)
 async def connect(component: TcpComponent, ctx: CollectContext) -> Facts | None:
     """Resolve, connect, read the certificate, and look for a loopback-only bind."""
-    facts: Facts = {"target": f"{component.host}:{component.port}", "host": component.host,
-                    "port": component.port}
+    facts: Facts = {"target": _join(component.host, component.port), "host": component.host,
+                    "port": component.port, "server_name": component.server_name or component.host}
     try:
         addresses = await resolve(component.host, component.port, budget(ctx))
         facts["dns"] = {"ok": True, "addresses": addresses[:10]}
     except (ResolveError, TimeoutError) as err:
         facts["dns"] = {"ok": False, "error": str(err) or "the resolver did not answer in time"}
         return facts
-    first = await _connect(addresses[0], component.port, budget(ctx))
-    facts["connect"] = first
+    # Like curl, move on to the next address when one refuses or is unreachable: a
+    # `localhost` that resolves to ::1 first while the service listens on 127.0.0.1 is up.
+    attempts: list[dict[str, Any]] = []
+    for address in addresses[:_MAX_ADDRESSES]:
+        attempts.append(await _connect(address, component.port, budget(ctx)))
+        if attempts[-1]["outcome"] in ("ok", "timeout"):
+            break
+    first = next((a for a in attempts if a["outcome"] == "ok"), attempts[-1])
+    facts["connect"] = {**first, "attempts": attempts} if len(attempts) > 1 else first
     listen = component.expect_listen_address or addresses[0]
     if _local_non_loopback(listen):
-        there = first if listen == addresses[0] else \
+        there = next((a for a in attempts if a["address"] == listen), None) or \
             await _connect(listen, component.port, budget(ctx))
         bind: Facts = {"address": listen, "outcome": there["outcome"], "loopback": {}}
         if there["outcome"] == "refused":
@@ -101,12 +114,14 @@ async def connect(component: TcpComponent, ctx: CollectContext) -> Facts | None:
         from stackmedic.probes._tls import inspect
 
         try:
-            facts["tls"] = await inspect(addresses[0], component.port,
+            facts["tls"] = await inspect(first["address"], component.port,
                                          component.server_name or component.host,
                                          ca_file=component.ca_file, timeout=budget(ctx),
                                          now=datetime.now(UTC))
         except (OSError, TimeoutError) as err:
             facts["tls"] = {"error": classify(err)[1]}
+        except ValueError as err:  # a certificate OpenSSL accepted but we cannot read
+            facts["tls"] = {"error": f"unreadable certificate: {err}"[:200]}
     return facts
 
 
@@ -134,7 +149,7 @@ def connected(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     result = facts.get("connect")
     if result is None:
         return
-    evidence = {"target": facts["target"], **result}
+    evidence = {"target": facts["target"], "port": facts["port"], **result}
     outcome, target = result["outcome"], facts["target"]
     if outcome == "ok":
         for symptom in ("net.tcp.refused", "net.tcp.timeout"):
@@ -170,7 +185,9 @@ def certificate(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     if "error" in tls:
         yield ctx.finding("net.tls.invalid", Severity.CRITICAL,
                           f"{target}: TLS handshake failed: {tls['error']}",
-                          evidence={"target": target, "error": tls["error"]},
+                          evidence={"target": target, "error": tls["error"],
+                                    "server_name": facts.get("server_name") or facts["host"],
+                                    "verify_message": tls["error"]},
                           identity=("target",), cause="the port does not speak TLS, or "
                           "client and server share no protocol version or cipher")
         return
