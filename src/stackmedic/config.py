@@ -45,6 +45,9 @@ class ComponentBase(BaseModel):
     depends_on: list[str] = Field(default_factory=list,
                                   description="components this one needs to work")
     logs: list[str] = Field(default_factory=list, description="log files of this component")
+    log_packs: list[str] = Field(default_factory=list,
+                                 description="extra signature packs (YAML files) for its logs")
+    log_baseline: str | None = Field(None, description="template baseline for logs.template.new")
     thresholds: dict[str, ThresholdOverride] = Field(default_factory=dict)
     timeout: float | None = Field(None, gt=0, description="seconds each collector may take")
     description: str | None = None

@@ -147,7 +147,8 @@ async def _scan_logs(name: str, component: ComponentBase, thresholds: Thresholds
     from stackmedic.logs import LogOptions, logs_findings
 
     timeout = max(0.0, hard_deadline - time.monotonic())
-    options = LogOptions(thresholds=thresholds)
+    options = LogOptions(thresholds=thresholds, packs=list(component.log_packs),
+                         baseline=component.log_baseline)
     try:
         return list(await asyncio.wait_for(
             _in_daemon_thread(logs_findings, component.logs, name, options), timeout))

@@ -42,3 +42,25 @@ def test_log_thresholds_can_be_overridden_in_the_stack_file(tmp_path: Path) -> N
                          thresholds={"logs.error.database": {"warning": 10, "critical": 100}})
     errors = with_symptom(run.findings, "logs.error.database")
     assert errors and all(f.severity is Severity.OK for f in errors)
+
+
+def test_a_pack_from_the_stack_file_adds_signatures(tmp_path: Path) -> None:
+    """`log_packs:` on a component adds its signatures to the doctor's log scan."""
+    pack = tmp_path / "shop.yaml"
+    pack.write_text("""\
+pack: shop
+description: our own known issues
+signatures:
+  - id: shop.payment_declined
+    symptom: logs.error.payment
+    severity: critical
+    description: the payment provider declined a charge
+    patterns: ['charge [0-9]+ declined by provider']
+""")
+    log = tmp_path / "api.log"
+    log.write_text("2026-11-22T05:00:01Z ERROR charge 4411 declined by provider\n")
+    run = run_components({"api": {"kind": "fake", "logs": [str(log)],
+                                  "log_packs": [str(pack)]}})
+    [payment] = [f for f in with_symptom(run.findings, "logs.error.payment")
+                 if f.severity is Severity.CRITICAL]
+    assert "shop.payment_declined" in payment.summary

@@ -200,3 +200,157 @@ def test_a_signature_that_spikes_gets_its_own_spike_finding(tmp_path: Path) -> N
     pool = next(f for f in spikes if f.evidence.get("signature") == "pool.client_exhausted")
     assert pool.evidence["window_start"] == "2024-05-01T10:05:00Z"
     assert pool.severity is Severity.CRITICAL
+
+
+def _placeholders(symptom: str) -> set[str]:
+    import re
+
+    from stackmedic.runbooks import load_runbook
+
+    return set(re.findall(r"\{evidence\.(\w+)\}", load_runbook(symptom)))
+
+
+def test_every_runbook_placeholder_is_filled_from_the_evidence(tmp_path: Path) -> None:
+    """For each problem the log checks report (signature, spike, N+1, new template), the
+    evidence has every `{evidence.key}` its runbook uses, so no command is left with a
+    `<key>` or LOGFILE hole; the spike's grep string is spelled as the log spells time."""
+    log, baseline = tmp_path / "app.log", tmp_path / "base.json"
+    _write_minutes(log, [1, 2, 3, 1, 2, 2, 1, 3, 2, 1, 60, 2])
+    with open(log, "a") as f:
+        f.write("2024-05-01 10:12:00,000 ERROR app: FATAL:  sorry, too many clients already\n")
+        f.writelines(f"2024-05-01 10:12:01,000 INFO app: statement: SELECT name FROM items "
+                     f"WHERE id = {i} request_id=req-9\n" for i in range(12))
+    baseline.write_text(json.dumps({"version": 1, "templates": []}))
+    findings = logs_findings([log], "api", LogOptions(workers=1, baseline=str(baseline)))
+    problems = [f for f in findings if f.is_problem]
+    assert {f.symptom for f in problems} >= {"logs.error.connection_pool",
+                                             "logs.error_rate.spike",
+                                             "logs.pattern.n_plus_one", "logs.template.new"}
+    for finding in problems:
+        missing = _placeholders(finding.symptom) - set(finding.evidence)
+        assert not missing, (finding.symptom, missing)
+        assert finding.remedy is not None
+        assert not any("LOGFILE" in step or "<file>" in step for step in finding.remedy.steps)
+    spike = next(f for f in problems if f.symptom == "logs.error_rate.spike")
+    assert spike.evidence["file"] == str(log)
+    minute = spike.evidence["log_minute"]
+    grep = subprocess.run(["grep", "-c", "-F", minute, str(log)], capture_output=True,
+                          text=True, check=False)
+    assert int(grep.stdout) >= 60, minute
+    new = next(f for f in problems if f.symptom == "logs.template.new")
+    assert new.evidence["file"] == str(log)
+
+
+def test_secrets_in_a_new_error_template_are_redacted_everywhere(tmp_path: Path) -> None:
+    """A password every line repeats is a constant to the miner; it is masked in the
+    finding, in the saved baseline and in the `templates` output."""
+    log, baseline = tmp_path / "app.log", tmp_path / "base.json"
+    log.write_text("".join(f"2024-05-01 10:00:{i:02d},000 ERROR app: login failed for "
+                           f"password=hunter2secret attempt {i}\n" for i in range(8)))
+    saved = _run_cli("templates", str(log), "--save-baseline", str(baseline), "--format",
+                     "jsonl")
+    assert saved.returncode == 0, saved.stderr
+    assert "hunter2secret" not in saved.stdout + baseline.read_text()
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"version": 1, "templates": []}))
+    new = _one(logs_findings([log], "api", LogOptions(workers=1, baseline=str(empty))),
+               "logs.template.new")
+    assert new.is_problem
+    assert "hunter2secret" not in json.dumps(new.to_dict())
+    known = logs_findings([log], "api", LogOptions(workers=1, baseline=str(baseline)))
+    assert not _one(known, "logs.template.new").is_problem  # the redacted baseline still fits
+
+
+def test_an_unreadable_log_path_says_why(tmp_path: Path) -> None:
+    """A directory configured as a log file is unknown, and the evidence says why, which
+    fills the `{evidence.error}` of the check-failed runbook."""
+    folder = tmp_path / "app.log"
+    folder.mkdir()
+    failed = _one(logs_findings([folder], "api", LogOptions(workers=1)),
+                  "stackmedic.check.failed")
+    assert failed.severity is Severity.UNKNOWN
+    assert "directory" in failed.evidence["error"]
+    assert failed.remedy is not None and not any("<error>" in s for s in failed.remedy.steps)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--baseline", "BAD.json"], "not a template baseline"),
+    (["--pack", "BAD.yaml"], "signature pack"),
+    (["--window", "0"], "--window"),
+])
+def test_scan_rejects_bad_options_in_one_line_without_a_traceback(
+        tmp_path: Path, args: list[str], words: str) -> None:
+    """A corrupt baseline, a broken pack or a zero window: a short reason on stderr and a
+    non-zero exit, never a Python traceback."""
+    log = tmp_path / "app.log"
+    log.write_text("2024-05-01 10:00:00,000 ERROR app: boom\n")
+    (tmp_path / "BAD.json").write_text("not json")
+    (tmp_path / "BAD.yaml").write_text("pack: [")
+    args = [str(tmp_path / a) if a.startswith("BAD") else a for a in args]
+    proc = _run_cli("scan", str(log), *args)
+    assert proc.returncode in (2, 3) and "Traceback" not in proc.stderr
+    assert words in proc.stderr
+
+
+def test_one_far_away_timestamp_does_not_blow_up_spike_detection() -> None:
+    """Errors stamped at epoch 0 and far ahead (bad clocks): spike detection visits only
+    the windows with errors, so it finishes within a 400 MB address-space limit (a dense
+    series over every empty minute in between would need gigabytes)."""
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (400 << 20, 400 << 20))\n"
+        "from collections import Counter\n"
+        "from stackmedic.logs.spikes import find_spikes\n"
+        "start = 250_000_000_000 // 60  # the year 9892, in minutes\n"
+        "counts = Counter({0: 1, **{start + i: 2 for i in range(20)}})\n"
+        "counts[start + 20] = 80\n"
+        "spikes = find_spikes(counts)\n"
+        "assert [s.count for s in spikes] == [80], spikes\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-500:]
+
+
+def test_tail_from_start_holds_a_bounded_number_of_lines(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tail --from-start` on a file larger than the line queue: the reader waits for the
+    summaries instead of loading the whole file, so no interval sees more than the bound
+    (plus the few lines put while a summary drains)."""
+    from stackmedic.logs import live
+
+    monkeypatch.setattr(live, "QUEUE_LINES", 50)
+    log = tmp_path / "big.log"
+    log.write_text("".join(f"2024-05-01 10:00:00,000 INFO app: line {i}\n" for i in range(5000)))
+    summaries = list(live.tail_summary([str(log)], interval=0.3, duration=1.5, from_start=True))
+    counts = [int(s.split("lines=")[1].split()[0]) for s in summaries if "lines=" in s]
+    assert counts and sum(counts) > 0
+    assert max(counts) <= 200, counts
+
+
+def test_n_plus_one_reads_multi_line_sqlalchemy_echo_whole(tmp_path: Path) -> None:
+    """SQLAlchemy echo spreads a statement over lines; two queries that share their first
+    line (`SELECT count(*) AS count_1`) but not their FROM are two templates, so 8 + 8
+    of them are no N+1, while 12 of one are, named with FROM and WHERE."""
+    from stackmedic.logs.formats import Record
+    from stackmedic.logs.nplusone import sql_of
+
+    log = tmp_path / "app.log"
+    rows = []
+    for i in range(8):
+        for table in ("orders", "items"):
+            rows.append(f"2024-05-01 10:00:00,{i:03d} INFO [request_id=req-1] sqlalchemy.engine."
+                        f"Engine SELECT count(*) AS count_1 \nFROM {table} \n"
+                        f"WHERE {table}.user_id = %(user_id_1)s\n")
+    log.write_text("".join(rows))
+    assert not _one(logs_findings([log], "api", LogOptions(workers=1)),
+                    "logs.pattern.n_plus_one").is_problem
+    with open(log, "a") as f:
+        f.writelines(f"2024-05-01 10:00:01,{i:03d} INFO [request_id=req-2] "
+                     f"sqlalchemy.engine.Engine SELECT items.id \nFROM items \n"
+                     f"WHERE items.order_id = %(order_id_1)s\n"
+                     for i in range(12))
+    n1 = _one(logs_findings([log], "api", LogOptions(workers=1)), "logs.pattern.n_plus_one")
+    assert n1.evidence["template"] == "SELECT items.id FROM items WHERE items.order_id = ?"
+    assert (n1.evidence["request"], n1.evidence["count"]) == ("req-2", 12)
+    colon = Record("", 1, "", "sqlalchemy.engine.Engine:SELECT 1 FROM t")  # Python default
+    assert sql_of(colon) == "SELECT 1 FROM t"

@@ -167,6 +167,20 @@ def test_logfmt_lines_are_parsed(tmp_path: Path) -> None:
      "upstream timed out"),
     ("ERROR:    Exception in ASGI application", "uvicorn", "error",
      "Exception in ASGI application"),
+    ('INFO:     127.0.0.1:5000 - "GET /orders HTTP/1.1" 503 Service Unavailable', "uvicorn",
+     "error", '127.0.0.1:5000 - "GET /orders HTTP/1.1" 503 Service Unavailable'),
+    ('INFO:     127.0.0.1:5000 - "GET /me HTTP/1.1" 401 Unauthorized', "uvicorn",
+     "warning", '127.0.0.1:5000 - "GET /me HTTP/1.1" 401 Unauthorized'),
+    ("[2024-05-01 10:00:00 +0000] [42] [CRITICAL] WORKER TIMEOUT (pid:43)", "iso", "critical",
+     "[42] [CRITICAL] WORKER TIMEOUT (pid:43)"),
+    ("[2024-05-01 10:00:00 +0200] [42] [ERROR] Worker (pid:43) was sent SIGKILL!", "iso",
+     "error", "[42] [ERROR] Worker (pid:43) was sent SIGKILL!"),
+    ("2024-05-01 10:00:00,123 [main] ERROR com.acme.Pool - no connection", "iso", "error",
+     "[main] ERROR com.acme.Pool - no connection"),
+    ("2024-05-01 10:00:00,123 - app.db - ERROR - pool exhausted", "iso", "error",
+     "- app.db - ERROR - pool exhausted"),
+    ("2024-05-01 10:00:00.123 UTC [42] FATAL:  too many clients already", "iso", "critical",
+     "[42] FATAL:  too many clients already"),
 ])
 def test_header_layouts_are_detected(line: str, layout: str, level: str | None,
                                      message: str) -> None:
@@ -177,6 +191,17 @@ def test_header_layouts_are_detected(line: str, layout: str, level: str | None,
     assert record is not None
     assert (record.level, record.message) == (level, message)
     assert record.time is not None or layout == "uvicorn"
+
+
+def test_gunicorn_time_keeps_its_offset_and_a_level_word_in_the_text_is_not_a_level() -> None:
+    """Gunicorn's `[… +0200]` stamp is converted to UTC; an upper-case level word inside
+    the message text (after a logger name) does not make the line an error."""
+    stamp = detect(["[2024-05-01 10:00:00 +0200] [1] [INFO] Booting"] * 3).parse(
+        "[2024-05-01 10:00:00 +0200] [1] [INFO] Booting")
+    assert stamp is not None and stamp.time is not None and stamp.time.hour == 8
+    line = "2024-05-01 10:00:00,123 [main] app: ERROR count is 3"
+    record = detect([line] * 3).parse(line)
+    assert record is not None and record.level is None
 
 
 def test_lines_without_a_common_header_are_plain() -> None:
@@ -235,3 +260,37 @@ def test_record_budget_reads_only_the_newest_whole_lines(tmp_path: Path) -> None
     messages = [r.message for r in iter_records([tmp_path / "app.log"], budget=100)]
     assert messages[-10:] == [f"new {i:04d}" for i in range(10)]
     assert messages[:-10] == ["old 0099"]  # the 10 bytes left hold one whole line
+
+
+def test_absolute_and_home_globs_expand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`/var/log/app/*.log` (absolute) and `~/logs/*.log` patterns expand to their files,
+    sorted, with rotated siblings; a pattern matching nothing gives nothing."""
+    from stackmedic.logs.readers import expand
+
+    (tmp_path / "b.log").write_text("b\n")
+    (tmp_path / "a.log").write_text("a\n")
+    (tmp_path / "a.log.1").write_text("a1\n")
+    assert [p.name for p in expand([str(tmp_path / "*.log")])] == ["a.log.1", "a.log", "b.log"]
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert [p.name for p in expand(["~/b*.log"])] == ["b.log"]
+    assert expand([str(tmp_path / "*.nothing")]) == []
+
+
+def test_impossible_timestamps_leave_the_time_unknown_instead_of_raising(tmp_path: Path) -> None:
+    """Garbage times (year 1 or 9999 with an offset, a boolean) give records without a
+    time, and the whole log check still runs to its findings."""
+    from stackmedic.logs.diagnose import LogOptions, logs_findings
+    from stackmedic.logs.formats import parse_time
+
+    assert parse_time("0001-01-01T00:00:00+05:00") is None
+    assert parse_time("9999-12-31T23:59:59-05:00") is None
+    assert parse_time(True) is None
+    path = tmp_path / "app.jsonl"
+    rows = [{"time": "0001-01-01T00:00:00+05:00", "level": "error", "msg": "a"},
+            {"time": "9999-12-31T23:59:59-05:00", "level": "error", "msg": "b"},
+            {"time": True, "level": "error", "msg": "c"},
+            {"time": "2024-05-01T10:00:00Z", "level": "error", "msg": "d"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = list(iter_records([path]))
+    assert [r.time is None for r in records] == [True, True, True, False]
+    assert logs_findings([path], "api", LogOptions(workers=1))

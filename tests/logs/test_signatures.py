@@ -160,3 +160,31 @@ def test_an_unreadable_file_is_reported_not_raised(tmp_path: Path) -> None:
     result = scan_files([bad, good], SIGNATURES, workers=1)
     assert result.stats.unreadable == [str(bad)]
     assert result.matched_lines == 1
+
+
+def test_a_giant_line_without_newlines_is_cut_not_loaded(tmp_path: Path) -> None:
+    """A log preallocated with 300 MB of NULs and no newline between two real lines: the
+    signature scan and the template miner both finish under a 250 MB address-space
+    limit (the giant line is cut at `LONG_LINE` and the rest skipped), and the line
+    counts and hits stay right."""
+    import sys
+
+    log = tmp_path / "prealloc.log"
+    with open(log, "wb") as f:
+        f.write(b"2024-05-01T10:00:00Z ERROR deadlock detected\n")
+        f.seek(300 << 20, 1)  # a sparse hole: NUL bytes that take no disk space
+        f.write(b"\n2024-05-01T10:00:01Z ERROR deadlock detected\n")
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (250 << 20, 250 << 20))\n"
+        "from stackmedic.logs.scan import scan_files\n"
+        "from stackmedic.logs.signatures import load_packs\n"
+        "from stackmedic.logs.source import mine_paths\n"
+        "r = scan_files([sys.argv[1]], load_packs(), workers=1)\n"
+        "mined, _ = mine_paths([sys.argv[1]], per_line=True)\n"
+        "print(r.matched_lines, r.stats.lines, len(mined.assignments))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.split() == ["2", "3", "3"]
+

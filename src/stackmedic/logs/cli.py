@@ -10,7 +10,7 @@ import enum
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -60,17 +60,27 @@ def templates(
     if stats.unreadable and not stats.lines:
         raise typer.Exit(3)  # nothing could be read: unknown, as the doctor says it
     if save_baseline is not None:
-        save(save_baseline, result, error_ids)
+        try:
+            save(save_baseline, result, error_ids)
+        except OSError as err:
+            _fail(err)
+    from stackmedic.logs.baseline import redact_template
+    from stackmedic.redact import redact_text
+
     out = sys.stdout
     if per_line:
-        for template in result.per_line():
-            out.write(json.dumps({"template_id": template.id, "template": template.text}) + "\n")
+        # One JSON text per template, written once per line that has it.
+        rows = [json.dumps({"template_id": t.id, "template": redact_template(t.text)}) + "\n"
+                for t in result.templates]
+        out.writelines(map(rows.__getitem__, result.assignments))
         return
     ranked = sorted(result.templates, key=lambda t: -t.count)
     if fmt is TemplateFormat.jsonl:
         for template in ranked:
-            out.write(json.dumps({"template_id": template.id, "template": template.text,
-                                  "count": template.count, "example": template.example}) + "\n")
+            out.write(json.dumps({"template_id": template.id,
+                                  "template": redact_template(template.text),
+                                  "count": template.count,
+                                  "example": redact_text(template.example)}) + "\n")
         return
     from rich.console import Console
     from rich.table import Table
@@ -78,7 +88,8 @@ def templates(
     table = Table("count", "template", "example", title=f"{len(ranked)} templates, "
                   f"{stats.lines} lines")
     for template in ranked[:top]:
-        table.add_row(str(template.count), template.text, template.example[:80])
+        table.add_row(str(template.count), redact_template(template.text),
+                      redact_text(template.example)[:80])
     Console().print(table)
 
 
@@ -92,16 +103,20 @@ def scan(
         help="templates saved by `templates --save-baseline`: new error templates are "
              "reported")] = None,
     component: Annotated[str, typer.Option(help="component name for the findings")] = "logs",
-    window: Annotated[float, typer.Option(help="spike window, seconds")] = 60.0,
+    window: Annotated[float, typer.Option(help="spike window, seconds", min=1.0)] = 60.0,
     no_rotated: NoRotated = False,
 ) -> None:
     """Scan log files: signatures, error spikes, N+1 queries and new error templates."""
+    from stackmedic.errors import ConfigError
     from stackmedic.logs.diagnose import LogOptions, logs_findings
 
     options = LogOptions(packs=[str(p) for p in pack or []],
                          baseline=str(baseline) if baseline else None,
                          window=window, rotated=not no_rotated, progress=sys.stderr.isatty())
-    findings = logs_findings([str(f) for f in files], component, options)
+    try:
+        findings = logs_findings([str(f) for f in files], component, options)
+    except (ConfigError, ValueError, OSError) as err:
+        _fail(err)
     _render(findings, fmt)
     raise typer.Exit(max((f.severity.exit_code for f in findings), default=0))
 
@@ -135,6 +150,12 @@ def _render(findings: list[Any], fmt: ScanFormat) -> None:
         if f.is_problem and f.remedy:
             for step in f.remedy.steps[:3]:
                 typer.echo(f"         - {step.splitlines()[0]}")
+
+
+def _fail(err: BaseException) -> NoReturn:
+    """A usage or input error as one line on stderr and exit code 3 (unknown)."""
+    typer.echo("error: " + " ".join(str(err).split()), err=True)
+    raise typer.Exit(3)
 
 
 def _warn(warnings: list[str]) -> None:

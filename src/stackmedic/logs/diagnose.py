@@ -16,14 +16,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from stackmedic.findings import Finding, Severity
-from stackmedic.logs.baseline import load_baseline
+from stackmedic.logs.baseline import load_baseline, redact_template
 from stackmedic.logs.defaults import DEFAULT_THRESHOLDS, ERROR_SYMPTOMS
 from stackmedic.logs.miner import TemplateMiner
 from stackmedic.logs.nplusone import StatementCounter
 from stackmedic.logs.readers import ReadStats, expand
-from stackmedic.logs.scan import ScanResult, SignatureHits, scan_files
+from stackmedic.logs.scan import ScanResult, SignatureHits, minute_as_written, scan_files
 from stackmedic.logs.signatures import load_packs
 from stackmedic.logs.source import iter_records
 from stackmedic.logs.spikes import SpikeSettings, find_spikes
@@ -57,6 +58,9 @@ def logs_findings(paths: Sequence[str | os.PathLike[str]], component: str,
                   options: LogOptions | None = None) -> list[Finding]:
     """Findings (symptoms `logs.*`, check ids `logs.*`) about `component` from its logs."""
     options = options or LogOptions()
+    if not options.window > 0:
+        raise ValueError(f"the spike window must be a positive number of seconds, "
+                         f"got {options.window}")
     thresholds = options.thresholds or Thresholds(DEFAULT_THRESHOLDS)
     files = expand(paths, rotated=options.rotated)
 
@@ -75,11 +79,28 @@ def logs_findings(paths: Sequence[str | os.PathLike[str]], component: str,
     out += _record_findings(files, component, options, judge, scan.stats)
     if scan.stats.unreadable:
         out.append(Finding("logs.read", "stackmedic.check.failed", component, Severity.UNKNOWN,
-                           f"cannot read {len(scan.stats.unreadable)} log file(s)",
-                           evidence={"files": scan.stats.unreadable[:10]},
+                           f"cannot read {len(scan.stats.unreadable)} log file(s): "
+                           f"{scan.stats.unreadable[0]}",
+                           evidence={"files": scan.stats.unreadable[:10],
+                                     "error": _why_unreadable(scan.stats.unreadable[0])},
                            cause="the path is wrong or the file is not readable by this user",
                            identity=("files",)))
     return [attach_remedy(f) for f in out]
+
+
+def _why_unreadable(name: str) -> str:
+    """Why a log path could not be read, in the words of the OS."""
+    path = Path(name)
+    if path.is_dir():
+        return f"{name}: is a directory"
+    if not path.exists():
+        return f"{name}: no such file"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        return f"{name}: {err.strerror or err}"
+    return f"{name}: not a regular file"
 
 
 def _progress(option: bool | Callable[[int, int], None]) -> Callable[[int, int], None] | None:
@@ -150,20 +171,25 @@ def _record_findings(files: Sequence[os.PathLike[str]], component: str, options:
                      judge: Callable[[str], Threshold], stats: ReadStats) -> list[Finding]:
     settings = SpikeSettings(window=options.window)
     errors: Counter[int] = Counter()
+    sample: dict[int, tuple[str, str]] = {}  # window -> (file, first error line in it)
     statements = StatementCounter()
     miner = TemplateMiner() if options.baseline else None
-    error_rows: list[int] = []
+    error_rows: list[tuple[int, str]] = []  # (row, file) of error records
     rows = 0
     for record in iter_records(files, ReadStats(), rotated=False, budget=options.record_bytes):
         if record.is_error and record.time is not None:
-            errors[int(record.time.timestamp() // settings.window)] += 1
+            window = int(record.time.timestamp() // settings.window)
+            errors[window] += 1
+            if window not in sample:
+                sample[window] = (record.path, record.raw[:200])
         statements.add(record)
         if miner is not None:
             miner.add(record.message.split("\n", 1)[0])
             if record.is_error:
-                error_rows.append(rows)
+                error_rows.append((rows, record.path))
             rows += 1
-    out = [_spike_finding(errors, settings, component, judge("logs.error_rate.spike"))]
+    out = [_spike_finding(errors, sample, settings, component,
+                          judge("logs.error_rate.spike"))]
     out += _n_plus_one_findings(statements, component, judge("logs.pattern.n_plus_one"))
     if miner is not None and options.baseline:
         out += _new_template_findings(miner, error_rows, options.baseline, component,
@@ -171,8 +197,8 @@ def _record_findings(files: Sequence[os.PathLike[str]], component: str, options:
     return out
 
 
-def _spike_finding(errors: Counter[int], settings: SpikeSettings, component: str,
-                   threshold: Threshold) -> Finding:
+def _spike_finding(errors: Counter[int], sample: dict[int, tuple[str, str]],
+                   settings: SpikeSettings, component: str, threshold: Threshold) -> Finding:
     spikes = find_spikes(errors, settings)
     if not spikes:
         total = sum(errors.values())
@@ -182,7 +208,10 @@ def _spike_finding(errors: Counter[int], settings: SpikeSettings, component: str
                        evidence={"error_lines": total, "windows": len(errors),
                                  "window_seconds": settings.window})
     worst = max(spikes, key=lambda s: s.factor)
-    evidence = {**worst.as_evidence(), "spikes": [s.as_evidence() for s in spikes[-10:]]}
+    path, line = sample.get(round(worst.window_start.timestamp() / settings.window), ("", ""))
+    evidence = {**worst.as_evidence(), "file": path,
+                "log_minute": minute_as_written(line, worst.window_start),
+                "spikes": [s.as_evidence() for s in spikes[-10:]]}
     return Finding("logs.error_rate", "logs.error_rate.spike", component,
                    threshold.classify(worst.factor) if threshold.classify(worst.factor)
                    is not Severity.OK else Severity.INFO,
@@ -214,7 +243,10 @@ def _signature_spike_findings(scan: ScanResult, window: float, component: str,
         if severity is Severity.OK:
             continue
         sig = hits.signature
-        evidence = {**worst.as_evidence(), "signature": sig.id, "symptom_of_lines": sig.symptom}
+        sample = hits.examples[0]["text"] if hits.examples else ""
+        evidence = {**worst.as_evidence(), "signature": sig.id, "symptom_of_lines": sig.symptom,
+                    "file": hits.files[0] if hits.files else "",
+                    "log_minute": minute_as_written(sample, worst.window_start)}
         out.append(Finding(
             "logs.error_rate", "logs.error_rate.spike", component, severity,
             f"{sig.id}: {worst.count} lines in the {settings.window:g}s window from "
@@ -248,27 +280,37 @@ def _n_plus_one_findings(statements: StatementCounter, component: str,
                     identity=("template",)) for n in found[:10]]
 
 
-def _new_template_findings(miner: TemplateMiner, error_rows: list[int], baseline_path: str,
+def _new_template_findings(miner: TemplateMiner, error_rows: list[tuple[int, str]],
+                           baseline_path: str,
                            component: str, threshold: Threshold) -> list[Finding]:
     known = load_baseline(baseline_path)
     known_patterns = [re.compile(".*?".join(re.escape(part) for part in t.split("<*>")) + "$",
                                  re.DOTALL) for t in known]
     mined = miner.result()
-    error_counts: Counter[int] = Counter(mined.assignments[i] for i in error_rows)
+    error_counts: Counter[int] = Counter()
+    # The file of each template's first error line. (Not its line number: with a byte
+    # budget the record pass starts inside a file, where line numbers are relative.)
+    where: dict[int, str] = {}
+    for row, path in error_rows:
+        tid = mined.assignments[row]
+        error_counts[tid] += 1
+        where.setdefault(tid, path)
     out: list[Finding] = []
     for tid, count in error_counts.most_common():
         template = mined.templates[tid]
+        text = redact_template(template.text)  # baselines store templates redacted
         # Known if the baseline has the same text, or a baseline template that matches
         # this one's example (a template mined from other data may differ in wildcards).
-        if template.text in known or any(p.match(template.example) for p in known_patterns):
+        if text in known or any(p.match(template.example) for p in known_patterns):
             continue
+        path = where[tid]
         out.append(Finding(
             "logs.template", "logs.template.new", component, threshold.classify(count),
-            f"new error message: `{template.text[:100]}` ({count} line(s))",
+            f"new error message: `{text[:100]}` ({count} line(s))",
             observed=count, threshold=threshold.breached(), unit="lines",
-            evidence={"template": template.text, "count": count,
+            evidence={"template": text, "count": count,
                       "example": redact_text(template.example)[:500],
-                      "baseline": baseline_path},
+                      "file": path, "baseline": baseline_path},
             cause="a code path or failure mode that did not occur when the baseline was "
                   "taken (a new release or a new kind of failure)",
             identity=("template",)))

@@ -28,6 +28,10 @@ _LEVELS = {
 }
 # A level word inside the message when the header has none (PostgreSQL: `[42] FATAL:  …`).
 _INNER_LEVEL = re.compile(r"\b(LOG|FATAL|ERROR|WARNING|PANIC|NOTICE|INFO|DEBUG)\d?:\s")
+# Tokens a level may follow at the start of a message: `[thread]`, `[pid]`, a bare pid,
+# `-`/`---`/`|` separators (gunicorn `[42] [ERROR]`, log4j `[main] ERROR`, Python's
+# `%(asctime)s - %(name)s - %(levelname)s - …`).
+_BEFORE_LEVEL = re.compile(r"^(?:\[[^\]]*\]|\d+|[-|:]+)$")
 _LEVEL_WORD = r"(?i:TRACE|DEBUG|INFO|NOTICE|WARN(?:ING)?|ERROR|ERR|SEVERE|CRIT(?:ICAL)?|FATAL)"
 ERROR_LEVELS = frozenset({"error", "critical"})
 _TIME_KEYS = ("timestamp", "time", "@timestamp", "ts", "asctime", "datetime", "t")
@@ -78,6 +82,8 @@ def normalise_level(value: object) -> str | None:
 
 def parse_time(value: object) -> datetime | None:
     """A timestamp in any common shape, as an aware UTC datetime (None if unknown)."""
+    if isinstance(value, bool):
+        return None
     if isinstance(value, int | float) and 0 < value < 1e13:
         return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
     if not isinstance(value, str):
@@ -87,16 +93,18 @@ def parse_time(value: object) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(candidate)
             return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-        except ValueError:
+        except (ValueError, OverflowError):  # overflow: year 1 or 9999 with an offset
             pass
-    for fmt in ("%d-%b-%Y:%H:%M:%S %z", "%b %d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f%z"):
+    # Syslog has no year: assume the current one (parsed with it, so Feb 29 is valid).
+    year = datetime.now(UTC).year
+    for fmt, prefix in (("%d-%b-%Y:%H:%M:%S %z", ""), ("%Y %b %d %H:%M:%S", f"{year} "),
+                        ("%Y-%m-%d %H:%M:%S.%f%z", "")):
         try:
-            parsed = datetime.strptime(text, fmt)
-        except ValueError:
+            parsed = datetime.strptime(prefix + text, fmt)
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else \
+                parsed.astimezone(UTC)
+        except (ValueError, OverflowError):  # Feb 29 in a non-leap year, year 1 + offset
             continue
-        if parsed.year == 1900:  # syslog has no year: assume the current one
-            parsed = parsed.replace(year=datetime.now(UTC).year)
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     return None
 
 
@@ -151,6 +159,27 @@ def _parse_logfmt(line: str) -> Record | None:
     return _from_mapping(line, data)
 
 
+# The status of an access line inside an application log (`"GET / HTTP/1.1" 500`).
+_ACCESS_STATUS = re.compile(r'"[A-Z]+ \S+ HTTP/[0-9.]+" ([1-5][0-9][0-9])\b')
+
+
+def _leading_level(message: str) -> str | None:
+    """The level word among the first tokens of a message whose header put it after
+    a thread, pid or logger name: `[42] [ERROR] …`, `[main] ERROR …`, `- app.db -
+    ERROR - …`. Only bracketed words or upper-case words count, and only after tokens
+    that cannot be message text, so `app: ERROR count is 3` has no level."""
+    tokens = message.split(None, 8)[:8]
+    for i, token in enumerate(tokens):
+        bracketed = token.startswith("[") and token.endswith("]")
+        word = token.strip("[]:") if bracketed else token.rstrip(":")
+        if (bracketed or word.isupper()) and (level := normalise_level(word)) is not None:
+            return level
+        if _BEFORE_LEVEL.match(token) or (i + 1 < len(tokens) and tokens[i + 1] == "-"):
+            continue
+        return None
+    return None
+
+
 def _regex_layout(pattern: str, *, level_from_status: bool = False) -> Parser:
     compiled = re.compile(pattern)
 
@@ -163,9 +192,14 @@ def _regex_layout(pattern: str, *, level_from_status: bool = False) -> Parser:
         message = groups.get("message") or line
         if level is None and (inner := _INNER_LEVEL.search(message, 0, 80)):
             level = normalise_level(inner.group(1))
-        if level_from_status and groups.get("status"):
-            status = int(groups["status"])
-            level = "error" if status >= 500 else "warning" if status >= 400 else "info"
+        if level is None:
+            level = _leading_level(message)
+        status = groups.get("status") if level_from_status else None
+        if status is None and level == "info" and (access := _ACCESS_STATUS.search(message)):
+            status = access.group(1)  # uvicorn logs every response at INFO, 5xx too
+        if status:
+            code = int(status)
+            level = "error" if code >= 500 else "warning" if code >= 400 else "info"
         fields = {k: v for k, v in groups.items() if v is not None and k not in
                   ("time", "level", "message")}
         return Record("", 0, line, message, parse_time(groups.get("time")),
@@ -175,7 +209,7 @@ def _regex_layout(pattern: str, *, level_from_status: bool = False) -> Parser:
 
 
 _ZONE = r"(?:UTC|GMT|CES?T|EES?T|WES?T|[ECMP][SD]T|BST|IST|JST|AE[SD]T)"
-_ISO = r"\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
+_ISO = r"\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?: ?(?:Z|[+-]\d\d:?\d\d))?"
 LAYOUTS: tuple[Layout, ...] = (
     Layout("json", _parse_json),
     Layout("nginx-error", _regex_layout(

@@ -22,6 +22,10 @@ from stackmedic.logs.source import detect_file
 
 __all__ = ["tail_summary"]
 
+QUEUE_LINES = 100_000
+"""Lines waiting for the next summary; a reader that gets ahead (`--from-start` on a
+large file) waits, so memory stays bounded whatever the file size."""
+
 
 def tail_summary(paths: Sequence[str], *, interval: float = 5.0, duration: float | None = None,
                  from_start: bool = False, packs: Sequence[str] = ()) -> Iterator[str]:
@@ -30,14 +34,19 @@ def tail_summary(paths: Sequence[str], *, interval: float = 5.0, duration: float
     signatures = load_packs(list(packs))
     matcher = make_matcher([(i, p) for i, s in enumerate(signatures) for p in s.patterns])
     layouts = {path: detect_file(path) for path in paths}
-    lines: queue.Queue[tuple[str, str]] = queue.Queue()
+    lines: queue.Queue[tuple[str, str]] = queue.Queue(QUEUE_LINES)
     stop = threading.Event()
     stats = ReadStats()
 
     def pump(path: str) -> None:
         for line in follow(path, poll=min(0.5, interval / 4), from_start=from_start,
                            stop=stop.is_set, stats=stats):
-            lines.put((path, line))
+            while not stop.is_set():
+                try:
+                    lines.put((path, line), timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
 
     threads = [threading.Thread(target=pump, args=(p,), daemon=True) for p in paths]
     for thread in threads:

@@ -18,9 +18,12 @@ from stackmedic.logs.formats import Record
 
 __all__ = ["NPlusOne", "StatementCounter", "sql_of", "sql_template"]
 
+# SQLAlchemy echo prints a statement over several lines (`SELECT …` / `FROM …` /
+# `WHERE …`), joined into one record by the reader: the whole record is the SQL.
+# Python's default format puts a colon after the logger name (`INFO:sqlalchemy…:SELECT`).
 _STATEMENT = re.compile(
-    r"(?:(?:statement|execute [^:]*):\s+|sqlalchemy\.engine(?:\.Engine|\.base\.Engine)?\s+)"
-    r"(?P<sql>(?:SELECT|INSERT|UPDATE|DELETE|WITH)\b.*)", re.IGNORECASE)
+    r"(?:(?:statement|execute [^:]*):\s+|sqlalchemy\.engine(?:\.Engine|\.base\.Engine)?[\s:]+)"
+    r"(?P<sql>(?:SELECT|INSERT|UPDATE|DELETE|WITH)\b.*)", re.IGNORECASE | re.DOTALL)
 _REQUEST = re.compile(
     r"\b(?:request[_-]?id|trace[_-]?id|req[_-]?id|correlation[_-]?id|x-request-id)"
     r"[=:]\s*\"?(?P<id>[A-Za-z0-9_.:\-]{3,80})", re.IGNORECASE)

@@ -12,6 +12,7 @@ described by one warning line; line numbers stay those of the file.
 from __future__ import annotations
 
 import bz2
+import glob
 import gzip
 import lzma
 import os
@@ -23,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, cast
 
-__all__ = ["ARCHIVE_ERRORS", "MAX_LINE", "ReadStats", "expand", "follow", "open_binary",
-           "read_chunks", "read_lines", "rotated_set"]
+__all__ = ["ARCHIVE_ERRORS", "LONG_LINE", "MAX_LINE", "ReadStats", "expand", "follow",
+           "open_binary", "read_chunks", "read_line", "read_lines", "rotated_set"]
 
 MAX_LINE = 1 << 20
 """Bytes of one line that are kept; longer lines are cut (and counted)."""
@@ -99,8 +100,11 @@ def expand(paths: Iterable[str | os.PathLike[str]], *, rotated: bool = True) -> 
     """Paths to read, in time order: globs expanded, rotated siblings included."""
     out: list[Path] = []
     for raw in paths:
-        text = os.fspath(raw)
-        matches = sorted(Path().glob(text)) if any(c in text for c in "*?[") else [Path(text)]
+        text = str(Path(raw).expanduser())
+        # glob.glob, not Path().glob: the latter refuses absolute patterns
+        # (`/var/log/app/*.log`), the most common kind in a stack file.
+        matches = [Path(m) for m in sorted(glob.glob(text))] if any(c in text for c in "*?[") \
+            else [Path(text)]
         for path in matches:
             for item in rotated_set(path) if rotated else [path]:
                 if item not in out:
@@ -155,13 +159,22 @@ def _lines_of(name: str, stream: BinaryIO, stats: ReadStats,
         yield name, number, decode(raw, stats, name, number)
 
 
-def read_chunks(stream: BinaryIO, size: int = 16 << 20) -> Iterator[bytes]:
+LONG_LINE = 16 << 20
+"""Bytes of one line that chunked readers keep (`read_chunks`, the signature scan); a
+longer line (a file of NULs without a newline, a dumped blob) is cut there and the
+rest skipped, so memory stays bounded whatever the input."""
+
+
+def read_chunks(stream: BinaryIO, size: int = 16 << 20,
+                max_line: int = LONG_LINE) -> Iterator[bytes]:
     """The stream in blocks of about `size` bytes that end at a line end (the last
-    one may not); a line longer than a block makes that block longer. Reads go in
-    steps of at most 256 KiB, so when a damaged archive raises, the complete lines
-    read before the damage are yielded first."""
+    one may not); a line longer than a block makes that block longer, up to `max_line`
+    bytes (the rest of such a line is skipped). Reads go in steps of at most 256 KiB,
+    so when a damaged archive raises, the complete lines read before the damage are
+    yielded first."""
     step = min(size, 256 * 1024)
     rest = b""
+    skipping = False  # inside a line already cut at max_line: drop up to its newline
     while True:
         parts = [rest]
         filled = len(rest)
@@ -170,6 +183,11 @@ def read_chunks(stream: BinaryIO, size: int = 16 << 20) -> Iterator[bytes]:
                 piece = stream.read(step)
                 if not piece:
                     break
+                if skipping:
+                    end = piece.find(b"\n")
+                    if end < 0:
+                        continue
+                    piece, skipping = piece[end + 1:], False
                 parts.append(piece)
                 filled += len(piece)
         except ARCHIVE_ERRORS:
@@ -185,10 +203,24 @@ def read_chunks(stream: BinaryIO, size: int = 16 << 20) -> Iterator[bytes]:
             return
         cut = block.rfind(b"\n") + 1
         if cut == 0:
-            rest = block
+            if len(block) >= max_line:
+                yield block[:max_line] + b"\n"
+                rest, skipping = b"", True
+            else:
+                rest = block
             continue
         rest = block[cut:]
         yield block[:cut]
+
+
+def read_line(stream: BinaryIO, max_line: int = LONG_LINE) -> tuple[bytes, int]:
+    """The rest of the current line (with its newline) and the bytes consumed; a line
+    longer than `max_line` is cut there (a newline added) and its rest skipped."""
+    line = stream.readline(max_line)
+    if len(line) < max_line or line.endswith(b"\n"):
+        return line, len(line)
+    skipped = _skip_rest_of_line(stream)
+    return line + b"\n", len(line) + skipped
 
 
 def _skip_rest_of_line(stream: BinaryIO) -> int:

@@ -22,11 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from stackmedic.logs.matcher import Matcher, make_matcher
-from stackmedic.logs.readers import ARCHIVE_ERRORS, ReadStats, open_binary, read_chunks
+from stackmedic.logs.readers import (
+    ARCHIVE_ERRORS,
+    LONG_LINE,
+    ReadStats,
+    open_binary,
+    read_chunks,
+    read_line,
+)
 from stackmedic.logs.signatures import Signature
 from stackmedic.redact import redact_text
 
-__all__ = ["EXAMPLES", "ScanResult", "SignatureHits", "minute_of", "scan_files"]
+__all__ = ["EXAMPLES", "ScanResult", "SignatureHits", "minute_as_written", "minute_of",
+           "scan_files"]
 
 EXAMPLES = 5
 CHUNK_BYTES = 4 << 20
@@ -61,6 +69,20 @@ def minute_of(line: bytes) -> str | None:
             _minute_cache[head] = minute
         return minute
     return _parse_minute(line)
+
+
+def minute_as_written(sample: str, at: datetime) -> str:
+    """The minute `at` spelled the way the timestamp in `sample` (a line of the same
+    log) spells it, as a fixed string to grep for: `2024-05-01 10:10`,
+    `01/May/2024:10:10`, `May  1 10:10`; ISO `2024-05-01T10:10` if `sample` has none."""
+    match = _STAMP.search(sample.encode("utf-8", "replace"), 0, 80)
+    if match is None or match["iso"]:
+        date_sep = chr(match.group(0)[4]) if match else "-"
+        time_sep = chr(match.group(0)[10]) if match else "T"
+        return at.strftime(f"%Y{date_sep}%m{date_sep}%d{time_sep}%H:%M")
+    if match["clf"]:
+        return at.strftime("%d/%b/%Y:%H:%M")
+    return f"{at:%b} {at.day:2d} {at:%H:%M}"
 
 
 def _parse_minute(line: bytes) -> str | None:
@@ -135,6 +157,8 @@ class _Partial:
     examples: dict[int, list[tuple[int | None, int, str]]] = field(default_factory=dict)
     error: str | None = None
     unreadable: bool = False
+    _pairs: Counter[tuple[int, str | None]] = field(default_factory=Counter)
+    _full: set[int] = field(default_factory=set)
 
     def add_chunk(self, chunk: bytes | bytearray, matcher: Matcher,
                   length: int | None = None, base: int = 0) -> None:
@@ -150,24 +174,26 @@ class _Partial:
                   base: int) -> None:
         # Hits come grouped by line, in order; this loop runs once per (line, signature)
         # hit, so it keeps to local names and dict lookups.
-        counts, minutes, examples = self.counts, self.minutes, self.examples
+        # (signature, minute) pairs are counted in one dict operation per hit;
+        # `finish` splits them into counts and per-minute histograms.
+        pairs, full, examples = self._pairs, self._full, self.examples
         previous = -1
+        matched = 0
         counted_to, counted = 0, 0  # example line numbers: count newlines once per chunk
+        minute: str | None = None
+        line = b""
         for line_start, line_end, sig in hits:
             if line_start != previous:
-                self.matched += 1
+                matched += 1
                 previous = line_start
                 line = bytes(chunk[line_start:line_end])
                 minute = minute_of(line)
-            counts[sig] += 1
-            if minute is not None:
-                per_sig = minutes.get(sig)
-                if per_sig is None:
-                    per_sig = minutes[sig] = Counter()
-                per_sig[minute] += 1
-            kept = examples.get(sig)
-            if kept is None:
-                kept = examples[sig] = []
+            pairs[sig, minute] += 1
+            if sig in full:
+                continue
+            kept = examples.setdefault(sig, [])
+            if len(kept) + 1 >= EXAMPLES:
+                full.add(sig)
             if len(kept) < EXAMPLES:
                 number = None
                 if self.count_lines:
@@ -176,6 +202,16 @@ class _Partial:
                     number = self.lines + counted + 1
                 kept.append((number, base + line_start,
                              line[:EXAMPLE_CHARS * 4].decode("utf-8", "replace")))
+        self.matched += matched
+
+    def finish(self) -> _Partial:
+        """Fold the (signature, minute) pair counts into `counts` and `minutes`."""
+        for (sig, minute), n in self._pairs.items():
+            self.counts[sig] += n
+            if minute is not None:
+                self.minutes.setdefault(sig, Counter())[minute] += n
+        self._pairs.clear()
+        return self
 
 
 def _range_chunks(stream: BufferedReader, start: int,
@@ -186,7 +222,15 @@ def _range_chunks(stream: BufferedReader, start: int,
     if start:
         stream.seek(start - 1)
         if stream.read(1) != b"\n":
-            stream.readline()  # the line in progress belongs to the previous range
+            # The line in progress belongs to the previous range. Skip it in bounded
+            # reads, and only up to `end`: a giant line spanning many ranges must not be
+            # read again by each of them.
+            while True:
+                piece = stream.readline(1 << 20)
+                if not piece or stream.tell() >= end:
+                    return
+                if piece.endswith(b"\n"):
+                    break
     pos = stream.tell()
     buf = bytearray(CHUNK_BYTES)
     kept = 0  # bytes of an incomplete line carried to the front of the buffer
@@ -200,14 +244,14 @@ def _range_chunks(stream: BufferedReader, start: int,
                 return
             if pos >= end or got == 0:
                 # The last line may run past `end`: finish it, then stop.
-                tail = b"" if buf[filled - 1] == 10 else stream.readline()
+                tail = b"" if buf[filled - 1] == 10 else read_line(stream)[0]
                 yield buf[:filled] + tail if tail else buf, filled + len(tail), pos - filled
                 return
             cut = buf.rfind(b"\n", 0, filled) + 1
             if cut == 0:  # one line longer than the buffer: grow it for this line
-                tail = stream.readline()
+                tail, consumed = read_line(stream, max(LONG_LINE - filled, 1))
                 yield buf[:filled] + tail, filled + len(tail), pos - filled
-                pos += len(tail)
+                pos += consumed
                 kept = 0
                 continue
             yield buf, cut, pos - filled
@@ -221,7 +265,7 @@ def _scan_range(path: str, start: int, end: int, count_lines: bool) -> _Partial:
     with open(path, "rb") as stream:
         for chunk, length, base in _range_chunks(stream, start, end):
             partial.add_chunk(chunk, _matcher, length, base)
-    return partial
+    return partial.finish()
 
 
 def _scan_stream(path: str) -> _Partial:
@@ -233,7 +277,7 @@ def _scan_stream(path: str) -> _Partial:
                 partial.add_chunk(chunk, _matcher)
     except ARCHIVE_ERRORS as err:
         partial.error = f"archive truncated or corrupt after line {partial.lines}: {err}"
-    return partial
+    return partial.finish()
 
 
 # --- orchestration ----------------------------------------------------------------

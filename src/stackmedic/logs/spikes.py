@@ -60,16 +60,19 @@ def find_spikes(counts: Counter[int], settings: SpikeSettings = SpikeSettings())
     """Every spike window in `counts`, oldest first."""
     if not counts:
         return []
-    first, last = min(counts), max(counts)
-    series = [counts.get(i, 0) for i in range(first, last + 1)]
+    first = min(counts)
     spikes = []
-    for i, count in enumerate(series):
-        if count < settings.min_count or i < settings.min_history:
+    # Only windows that could be spikes are visited, and only their history is read:
+    # one stray timestamp years away (a bad clock, epoch 0) must not make the work or
+    # the memory grow with the number of empty windows in between.
+    for index in sorted(i for i, c in counts.items() if c >= settings.min_count):
+        if index - first < settings.min_history:
             continue
-        past = series[max(0, i - settings.history):i]
+        count = counts[index]
+        past = [counts.get(i, 0) for i in range(max(first, index - settings.history), index)]
         baseline = statistics.median(past)
         spread = max(1.4826 * statistics.median(abs(x - baseline) for x in past), 1.0)
         if count > baseline + settings.sigmas * spread:
-            start = datetime.fromtimestamp((first + i) * settings.window, UTC)
+            start = datetime.fromtimestamp(index * settings.window, UTC)
             spikes.append(Spike(start, settings.window, count, baseline, spread))
     return spikes
