@@ -8,7 +8,8 @@ from typing import Any
 from stackmedic.checks import Facts, RuleContext
 from stackmedic.findings import Finding, Remedy, Severity
 
-__all__ = ["Row", "can_see_sessions", "cannot_judge", "not_readable", "sessions", "worst"]
+__all__ = ["Row", "can_see_sessions", "cannot_judge", "connection_slots", "not_readable",
+           "sessions", "worst"]
 
 Row = dict[str, Any]
 MAX_FINDINGS = 5  # per rule and run: the worst few; the rest are counted in evidence
@@ -19,6 +20,16 @@ def sessions(facts: Facts) -> list[Row]:
     """Client sessions of the snapshot other than stackmedic's own."""
     own = (facts.get("server") or {}).get("own_pid")
     return [s for s in (facts.get("activity") or {}).get("sessions", []) if s["pid"] != own]
+
+
+def connection_slots(facts: Facts) -> tuple[int, int, int]:
+    """(max_connections, the slots reserved for superusers and pg_use_reserved_connections,
+    the slots left to ordinary clients: at least 1) from the snapshot's settings."""
+    settings = facts["server"]["settings"]
+    reserved = sum(int(settings.get(k, 0)) for k in
+                   ("superuser_reserved_connections", "reserved_connections"))
+    max_connections = int(settings["max_connections"])
+    return max_connections, reserved, max(1, max_connections - reserved)
 
 
 def can_see_sessions(facts: Facts) -> bool:

@@ -11,6 +11,7 @@ from stackmedic.probes.postgres import PostgresComponent, probe
 from stackmedic.probes.postgres._facts import (
     Row,
     cannot_judge,
+    connection_slots,
     not_readable,
     sessions,
     worst,
@@ -100,11 +101,7 @@ def connections(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     if unknown:
         yield unknown
         return
-    settings = facts["server"]["settings"]
-    reserved = sum(int(settings.get(k, 0)) for k in
-                   ("superuser_reserved_connections", "reserved_connections"))
-    max_connections = int(settings["max_connections"])
-    available = max(1, max_connections - reserved)
+    max_connections, reserved, available = connection_slots(facts)
     in_use = facts["activity"]["total"]
     hidden = facts["activity"].get("hidden", 0)
     groups = Counter((s["application_name"] or "", s["usename"] or "",
@@ -180,10 +177,7 @@ def idle_leak(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         return
     config = ctx.config
     assert isinstance(config, PostgresComponent)
-    settings = facts["server"]["settings"]
-    available = max(1, int(settings["max_connections"]) - sum(
-        int(settings.get(k, 0)) for k in ("superuser_reserved_connections",
-                                          "reserved_connections")))
+    _, _, available = connection_slots(facts)
     groups: dict[tuple[str, str, str], list[Row]] = {}
     for s in sessions(facts):
         if s["state"] == "idle" and (s["state_age_s"] or 0) >= config.idle_leak_age_s:

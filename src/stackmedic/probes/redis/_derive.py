@@ -15,7 +15,8 @@ from urllib.parse import unquote, urlsplit
 from stackmedic.checks import Facts
 
 __all__ = ["as_float", "as_int", "cli_command", "delta", "human_bytes", "latest_info", "live",
-           "mapping", "numbers", "percentile", "records", "server_now", "where"]
+           "mapping", "numbers", "percentile", "recent_records", "records", "server_now",
+           "where"]
 
 
 def live(facts: Facts) -> bool:
@@ -90,6 +91,13 @@ def server_now(facts: Facts) -> float:
     info = latest_info(facts) or {}
     usec = as_int(info.get("server_time_usec"))
     return usec / 1e6 if usec else time.time()
+
+
+def recent_records(facts: Facts, key: str, window: float) -> list[dict[str, Any]]:
+    """The records under `key` stamped (`at`, unix seconds) within the last `window`
+    seconds of the server's clock: the slow log's and LATENCY LATEST's entries."""
+    since = server_now(facts) - window
+    return [e for e in records(facts.get(key)) if (as_int(e.get("at")) or 0) >= since]
 
 
 def human_bytes(size: float) -> str:

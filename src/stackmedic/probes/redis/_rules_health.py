@@ -19,6 +19,7 @@ from stackmedic.probes.redis._derive import (
     mapping,
     numbers,
     percentile,
+    recent_records,
     records,
     server_now,
     where,
@@ -143,8 +144,7 @@ def slowlog(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           evidence={**where(facts), "denied": facts.get("denied")})
         return
     window = float(getattr(ctx.config, "slowlog_window_s", 600.0))
-    since = server_now(facts) - window
-    in_window = [e for e in records(entries) if (as_int(e.get("at")) or 0) >= since]
+    in_window = recent_records(facts, "slowlog", window)
     # Our own connection (CLIENT SETNAME stackmedic) is not the application: with a low
     # slowlog-log-slower-than, earlier runs' INFO/SCAN/MEMORY USAGE would be counted.
     recent = sorted((e for e in in_window if e.get("client_name") != CLIENT_NAME),
@@ -174,9 +174,7 @@ def latency(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     samples = numbers(facts.get("rtt_ms"))
     p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
     window = float(getattr(ctx.config, "slowlog_window_s", 600.0))
-    since = server_now(facts) - window
-    events = sorted((e for e in records(facts.get("latency"))
-                     if (as_int(e.get("at")) or 0) >= since),
+    events = sorted(recent_records(facts, "latency", window),
                     key=lambda e: -(as_int(e.get("latest_ms")) or 0))[:_MAX_ITEMS]
     spike = as_int(events[0].get("latest_ms")) if events else None
     if p50 is None and spike is None:
