@@ -118,6 +118,23 @@ def test_created_at_is_immutable_once_set() -> None:
         order.created_at = datetime.now(UTC)
 
 
+def test_a_copy_has_its_own_timestamps_and_events() -> None:
+    """copy.copy() of an entity does not share its timestamps or event buffer: touching
+    the copy leaves the original unchanged, and both stay independently immutable."""
+    import copy
+
+    original = Order("o-1")
+    original.record("placed")
+    clone = copy.copy(original)
+    clone.touch("paid", at=original.updated_at + timedelta(hours=1))
+    assert original.updated_at < clone.updated_at
+    assert [getattr(e, "name", "") for e in original.pending_events] == ["placed"]
+    assert [getattr(e, "name", "") for e in clone.pending_events] == ["placed", "touched"]
+    assert clone.created_at == original.created_at and clone.id == "o-1"
+    with pytest.raises(AttributeError):
+        clone.created_at = datetime.now(UTC)
+
+
 def test_updated_at_cannot_precede_created_at() -> None:
     """Setting updated_at before created_at raises ValueError naming the rule."""
     order = Order("o1", created_at=datetime(2024, 1, 2, tzinfo=UTC))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -106,3 +107,52 @@ def test_cli_scan_reports_a_missing_table_as_unknown(tmp_path: Path) -> None:
     assert result.exit_code == 3 and "no such table" in result.output
 
 
+
+
+def test_null_and_unix_time_are_not_naive_and_a_wrong_column_is_an_error(
+        tmp_path: Path) -> None:
+    """A NULL updated_at (never updated) and Unix-time integers are not naive
+    timestamps; a misspelt column name is an error, not a clean verdict."""
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (id TEXT, created_at, updated_at)")
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [
+            ("a", "2024-01-01T00:00:00Z", None), ("b", 1704067200, 1704067201.5),
+            ("c", "2024-01-01 00:00:00", None)])
+    found = _by_symptom(scan_table(f"sqlite:///{path}", "t"))
+    assert found["entity.timestamps.naive"].evidence["sample_ids"] == ["c"]
+    assert found["entity.timestamps.order"].observed == 0
+    result = CliRunner().invoke(app, ["scan", "--dsn", f"sqlite:///{path}", "--table", "t",
+                                      "--updated-column", "modified_at"])
+    assert result.exit_code == 3 and "no column modified_at" in result.output
+
+
+@dataclass(eq=False)
+class StampedAccount(TimestampedEntity):
+    """An entity whose created_at is a dataclass field (set by __init__)."""
+
+    id: str
+    balance: int = 0
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def entity_id(self) -> str:
+        return self.id
+
+    def validate(self) -> Iterator[Violation]:
+        if self.balance < 0:
+            yield Violation("balance.non_negative", f"balance is {self.balance}")
+
+
+def test_validation_loads_stored_text_timestamps_into_datetime_fields(tmp_path: Path) -> None:
+    """An entity with a created_at field gets the stored text parsed (a NULL
+    updated_at is left alone): only the rule a row really breaks counts, no load error."""
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (id TEXT, created_at TEXT, updated_at TEXT, balance INT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", [
+            ("a", "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", 1),
+            ("b", "2024-01-01T00:00:00Z", None, -1)])
+    found = _by_symptom(scan_table(f"sqlite:///{path}", "t",
+                                   ScanOptions(entity=StampedAccount)))
+    assert found["entity.validation.failing"].evidence["by_rule"] == {
+        "balance.non_negative": {"count": 1, "sample_ids": ["b"]}}

@@ -63,5 +63,14 @@ class BatchCounting(CountingProjection):
                        "SET n = applied.n + 1", (event.position,))
 
 
+def crash_rebuild(dsn: str, exit_at: int, batch_size: int) -> None:
+    """Rebuild the projection in this process until it dies at `exit_at`."""
+    from stackmedic.eventstore.rebuild import rebuild
+
+    with open_store(dsn) as store:
+        rebuild(store, CountingProjection(exit_at=exit_at), batch_size=batch_size)
+
+
 if __name__ == "__main__":
-    crash(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    run = crash_rebuild if sys.argv[4:] == ["rebuild"] else crash
+    run(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -53,3 +53,33 @@ def test_executor_gives_up_after_its_attempts(dsn: str) -> None:
     assert [p for p, _ in phases].count("conflict") == 3
     assert [p for p, _ in phases].count("backoff") == 2
     assert all(a["seconds"] <= 0.002 for p, a in phases if p == "backoff")
+
+
+def test_a_command_is_traced_in_phases_with_the_library_tracer(dsn: str) -> None:
+    """With `tracer=`, a command that hit a conflict is one trace whose phases show the
+    failed attempt, the backoff and the retry; a command that gives up is an error."""
+    from stackmedic.observe import Tracer
+
+    tracer = Tracer()
+    with open_store(dsn) as store, open_store(dsn) as rival:
+        def racing(history: list[RecordedEvent]) -> Sequence[NewEvent]:
+            if not history:  # another writer lands between our load and our append
+                rival.append("order-1", [NewEvent("placed")])
+            return [NewEvent("paid")]
+
+        execute(store, "order-1", racing, base_delay=0.0, tracer=tracer, name="Pay")
+        [trace] = tracer.recent(1)
+        assert (trace["name"], trace["status"]) == ("Pay", "ok")
+        assert trace["attributes"] == {"stream": "order-1", "attempts": 2}
+        assert [p["name"] for p in trace["phases"]] == [
+            "load", "decide", "append", "backoff", "load", "decide", "append"]
+
+        def always_conflicts(history: list[RecordedEvent]) -> Sequence[NewEvent]:
+            rival.append("order-1", [NewEvent("noise")])
+            return [NewEvent("paid")]
+
+        with pytest.raises(ConcurrencyError):
+            execute(store, "order-1", always_conflicts, attempts=2, base_delay=0.0,
+                    tracer=tracer, name="Pay")
+        [failed] = tracer.recent(1)
+        assert failed["status"] == "error" and "ConcurrencyError" in failed["error"]

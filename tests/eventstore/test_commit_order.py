@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import psycopg
 
@@ -70,10 +71,11 @@ def test_a_writer_waits_while_an_earlier_append_is_uncommitted(pg_dsn: str) -> N
                                                       finished.set()))
             thread.start()
             with psycopg.connect(pg_dsn, autocommit=True) as watch:
+                deadline = time.monotonic() + 120  # a hang guard, not a timing assertion
                 while not watch.execute(  # wait until the second writer is queued on the lock
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                         "AND wait_event = 'advisory'").fetchone()[0]:
-                    assert thread.is_alive()
+                    assert thread.is_alive() and time.monotonic() < deadline
             assert not finished.is_set()
             assert reader.read_all() == []
         thread.join()

@@ -101,6 +101,26 @@ def test_stalled_and_lagging_projections(tmp_path: Path) -> None:
     assert lag.remedy is not None and "--projection orders" in lag.remedy.steps[0]
 
 
+def test_checkpoint_ahead_without_the_integrity_scan_is_not_caught_up(tmp_path: Path) -> None:
+    """With `integrity: false` the lag check alone must still call a checkpoint past the
+    head checkpoint.ahead (critical, remedy filled), not a healthy, caught-up projection."""
+    dsn = _store(tmp_path)
+    with open_store(dsn) as store, store.transaction() as tx:
+        store.save_checkpoint(tx, "orders", 9999)
+    run = run_components({"events": {"kind": "eventstore", "dsn": dsn, "integrity": False}})
+    assert symptoms(run.findings) == {"eventstore.checkpoint.ahead"}
+    assert not with_symptom(run.findings, "eventstore.projection.lag")
+    [ahead] = with_symptom(run.findings, "eventstore.checkpoint.ahead")
+    assert ahead.severity is Severity.CRITICAL
+    assert (ahead.evidence["projection"], ahead.evidence["checkpoint"],
+            ahead.evidence["head"]) == ("orders", 9999, 6)
+    assert ahead.remedy is not None
+    for step in fix_steps(load_runbook(ahead.symptom)):
+        assert "<" not in fill(step, ahead).replace("<=", ""), step
+    run = run_components({"events": {"kind": "eventstore", "dsn": dsn}})
+    assert len(with_symptom(run.findings, "eventstore.checkpoint.ahead")) == 1  # not twice
+
+
 def test_conflicts_are_counted_across_processes(tmp_path: Path) -> None:
     """Conflicts recorded by writers show up as a rate with the hottest stream."""
     dsn = _store(tmp_path)
@@ -123,6 +143,21 @@ def test_unreachable_store_is_unknown_without_a_password_leak(
     run = run_components({"events": {"kind": "eventstore", "dsn": dsn}})
     unknown = [f for f in run.findings if f.severity is Severity.UNKNOWN]
     assert unknown and all("s3cret-pw" not in str(f.to_dict()) for f in run.findings)
+
+
+def test_an_unreadable_store_gets_the_could_not_run_remedy(tmp_path: Path) -> None:
+    """A store that cannot be opened is unknown with the could-not-run runbook's steps,
+    not a repair of stream `<first_stream>` nor a lag runbook with empty placeholders."""
+    dsn = f"sqlite:///{tmp_path / 'missing' / 'events.db'}"
+    run = run_components({"events": {"kind": "eventstore", "dsn": dsn}})
+    unknown = [f for f in run.findings if f.severity is Severity.UNKNOWN]
+    assert {f.symptom for f in unknown} == {"eventstore.version_gap",
+                                            "eventstore.projection.lag"}
+    for finding in unknown:
+        assert finding.remedy is not None
+        assert finding.remedy.runbook == "stackmedic.check.failed"
+        assert all("<" not in step for step in finding.remedy.steps), finding.remedy.steps
+        assert any("unable to open" in step for step in finding.remedy.steps)
 
 
 def test_remedy_placeholders_are_all_filled(tmp_path: Path) -> None:

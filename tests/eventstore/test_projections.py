@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -92,6 +93,31 @@ def test_retry_strategy_recovers_from_a_transient_failure(dsn: str) -> None:
         assert _counts(store, projection) == dict.fromkeys(range(1, 7), 1)
 
 
+def test_two_runners_of_one_projection_apply_each_event_once(dsn: str) -> None:
+    """A runner that read a batch while another runner of the same projection (a second
+    replica, or a rebuild) committed it first does not apply it again nor move the
+    checkpoint back: the checkpoint is compared-and-set in the batch transaction."""
+    with open_store(dsn) as store, open_store(dsn) as other:
+        _fill(store, 12)
+        projection = CountingProjection()
+        slow = ProjectionRunner(store, projection, batch_size=5)
+        fast = ProjectionRunner(other, CountingProjection(), batch_size=5)
+        read_all = store.read_all
+        raced: list[int] = []
+
+        def read_then_lose_the_race(after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+            events = read_all(after=after, limit=limit)
+            if not raced:  # between reading its batch and applying it, once
+                raced.append(fast.run_until_idle().processed)
+            return events
+
+        store.read_all = read_then_lose_the_race  # type: ignore[method-assign]
+        slow.run_until_idle()
+        assert raced == [12]
+        assert _counts(store, projection) == dict.fromkeys(range(1, 13), 1)
+        assert store.checkpoint("counting").position == 12  # type: ignore[union-attr]
+
+
 def test_lag_states_with_an_injected_clock(dsn: str) -> None:
     """Lag is healthy, warning, critical or stalled depending on the clock and checkpoint."""
     with open_store(dsn) as store:
@@ -118,6 +144,36 @@ def test_lag_states_with_an_injected_clock(dsn: str) -> None:
         assert stalled == "stalled"
 
 
+def test_an_idle_projection_is_not_stalled_by_an_event_that_just_arrived(dsn: str) -> None:
+    """A projection caught up hours ago is healthy when one event arrived a second ago
+    (its runner has not polled yet); stalled only once that event waited `stall_after`."""
+    with open_store(dsn) as store:
+        _fill(store, 3)
+        with store.transaction() as tx:
+            store.save_checkpoint(tx, "p", 3, now=T0 + timedelta(seconds=10))
+        store.append("s-2", [NewEvent("new", occurred_at=T0 + timedelta(hours=2))])
+
+        def at(seconds: float) -> str:
+            return LagMonitor(store, clock=lambda: T0 + timedelta(hours=2, seconds=seconds)
+                              ).check("p").state
+
+        assert at(1) == "healthy"
+        assert at(299) == "healthy"
+        assert at(301) == "stalled"
+
+
+def test_a_checkpoint_beyond_the_head_is_ahead_not_caught_up(dsn: str) -> None:
+    """A checkpoint past the last event (events lost or restored from an older backup)
+    is reported as `ahead`, never as a healthy projection that has caught up."""
+    with open_store(dsn) as store:
+        _fill(store, 3)
+        with store.transaction() as tx:
+            store.save_checkpoint(tx, "p", 40, now=T0)
+        report = LagMonitor(store, clock=lambda: T0 + timedelta(minutes=1)).check("p")
+    assert (report.state, report.head, report.checkpoint) == ("ahead", 3, 40)
+    assert "beyond the head 3" in report.reason
+
+
 def test_rebuild_restores_the_backup_when_the_projection_fails(dsn: str) -> None:
     """A rebuild that raises at event N restores the old state and checkpoint."""
     with open_store(dsn) as store:
@@ -131,6 +187,42 @@ def test_rebuild_restores_the_backup_when_the_projection_fails(dsn: str) -> None
         assert store.checkpoint("counting").position == 12  # type: ignore[union-attr]
         with pytest.raises((sqlite3.Error, psycopg.Error)), store.transaction() as tx:
             tx.execute("SELECT 1 FROM applied__backup")  # the backup was consumed
+
+
+def test_a_rebuild_after_a_crashed_rebuild_keeps_the_original_backup(dsn: str) -> None:
+    """A rebuild killed mid-way leaves its backup; the next rebuild must not overwrite it
+    with the half-rebuilt state, so a failure then still restores the original state."""
+    with open_store(dsn) as store:
+        _fill(store, 12)
+        ProjectionRunner(store, CountingProjection()).run_until_idle()
+        before = _counts(store, CountingProjection())
+    result = subprocess.run([sys.executable, "-m", "tests.eventstore.helpers", dsn, "10", "4",
+                             "rebuild"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 17, result.stderr
+    with open_store(dsn) as store:
+        assert store.checkpoint("counting").position == 8  # type: ignore[union-attr]
+        with pytest.raises(RebuildError):
+            rebuild(store, CountingProjection(fail_at=3), batch_size=4)
+        assert _counts(store, CountingProjection()) == before
+        assert store.checkpoint("counting").position == 12  # type: ignore[union-attr]
+        rebuild(store, CountingProjection(), batch_size=4)
+        assert _counts(store, CountingProjection()) == before
+        with pytest.raises((sqlite3.Error, psycopg.Error)), store.transaction() as tx:
+            tx.execute("SELECT 1 FROM applied__backup")  # dropped after success
+
+
+def test_a_partial_rebuild_after_a_crashed_one_resumes_without_a_hole(dsn: str) -> None:
+    """After a full rebuild died at event 10 (tables hold 1..8), a rebuild asked to start
+    at 11 resumes at 9 instead of leaving 9 and 10 out of the projection."""
+    with open_store(dsn) as store:
+        _fill(store, 12)
+        ProjectionRunner(store, CountingProjection()).run_until_idle()
+    result = subprocess.run([sys.executable, "-m", "tests.eventstore.helpers", dsn, "10", "4",
+                             "rebuild"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 17, result.stderr
+    with open_store(dsn) as store:
+        rebuild(store, CountingProjection(), from_position=11)
+        assert _counts(store, CountingProjection()) == dict.fromkeys(range(1, 13), 1)
 
 
 def test_full_and_partial_rebuild_replay_events(dsn: str) -> None:
@@ -147,6 +239,19 @@ def test_full_and_partial_rebuild_replay_events(dsn: str) -> None:
         assert _counts(store, CountingProjection())[11] == 2
         rebuild(store, CountingProjection(), from_time=T0 + timedelta(seconds=11))
         assert _counts(store, CountingProjection())[12] == 3
+
+
+def test_a_rebuild_from_beyond_the_head_is_refused_untouched(dsn: str) -> None:
+    """`from_position` past the head would leave the checkpoint beyond the head (the
+    projection then skips every new event): refused before anything changes."""
+    with open_store(dsn) as store:
+        _fill(store, 5)
+        ProjectionRunner(store, CountingProjection()).run_until_idle()
+        with pytest.raises(ValueError, match="beyond the head 5"):
+            rebuild(store, CountingProjection(), from_position=500)
+        assert store.checkpoint("counting").position == 5  # type: ignore[union-attr]
+        rebuild(store, CountingProjection(), from_position=6)  # nothing left to replay
+        assert store.checkpoint("counting").position == 5  # type: ignore[union-attr]
 
 
 def test_batch_projection_falls_back_to_single_events_to_find_a_poison_event(dsn: str) -> None:
@@ -202,7 +307,10 @@ def test_run_forever_follows_new_events_until_stopped(dsn: str) -> None:
         thread.start()
         try:
             _fill(writer, 7)
+            # A hang guard, not a timing assertion: a dead runner must fail the test.
+            deadline = time.monotonic() + 120
             while (writer.checkpoint("counting") or Checkpoint("", 0, T0)).position < 7:
+                assert thread.is_alive() and time.monotonic() < deadline, "runner stopped"
                 stop.wait(0.01)  # the runner's store belongs to its thread: poll another
         finally:
             stop.set()

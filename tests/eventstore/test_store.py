@@ -118,3 +118,43 @@ def test_postgres_rejects_update_delete_and_truncate(pg_dsn: str, statement: str
         conn.execute(statement)
     with open_store(pg_dsn) as store:
         assert store.head() == 1
+
+
+def test_entity_and_store_state_reach_the_diagnostics_endpoint(dsn: str) -> None:
+    """Registered with the library's `/diagnostics` document, the store's counters and
+    the live count of undispatched domain events come out JSON-able under components."""
+    import json
+    import warnings
+    from dataclasses import dataclass
+
+    from stackmedic import entities
+    from stackmedic.observe import Diagnostics
+
+    @dataclass(eq=False)
+    class Cart(entities.TimestampedEntity):
+        id: str
+
+        def entity_id(self) -> str:
+            return self.id
+
+        def validate(self) -> list[entities.Violation]:
+            return []
+
+    cart = Cart("cart-1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", entities.PendingEventsWarning)
+        for n in range(12):
+            cart.record("item_added", n=n)
+    with open_store(dsn) as store:
+        store.append("order-1", [NewEvent("placed")])
+        with store.transaction() as tx:
+            store.save_checkpoint(tx, "orders", 1)
+        diagnostics = Diagnostics(service="shop")
+        diagnostics.register("entities", entities.diagnostics)
+        diagnostics.register("events", lambda: es.diagnostics(store))
+        components = json.loads(json.dumps(diagnostics.snapshot()))["components"]
+    assert components["events"]["head"] == 1 and components["events"]["appended"] == 1
+    assert components["events"]["checkpoints"] == {"orders": 1}
+    [mine] = [t for t in components["entities"]["top"] if t["entity"].endswith("Cart(cart-1)")]
+    assert (mine["pending"], mine["over_bound"]) == (12, True)
+    assert cart.pull_events() and "Cart(cart-1)" not in str(entities.diagnostics())

@@ -146,6 +146,23 @@ class TimestampedEntity:
         self.__dict__["_sm_events"] = []
         return self
 
+    def __copy__(self) -> Any:
+        """A shallow copy with its own timestamps and event buffer: touching or
+        recording on the copy must not change the original (as `copy.copy` would by
+        sharing the instance's internal dict and list)."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        new.__dict__.update({k: v for k, v in self.__dict__.items()
+                             if k not in ("_sm_ts", "_sm_events")})
+        new.__dict__["_sm_ts"] = dict(self.__dict__["_sm_ts"])
+        new.__dict__["_sm_events"] = list(self.__dict__["_sm_events"])
+        for name in getattr(cls, "__slots__", ()):  # dataclass(slots=True) fields
+            if hasattr(self, name) and name != "__weakref__":
+                object.__setattr__(new, name, getattr(self, name))
+        if new.__dict__["_sm_events"]:
+            _PENDING[id(new)] = new
+        return new
+
     # --- hooks ----------------------------------------------------------------------
 
     def entity_id(self) -> str:

@@ -35,7 +35,9 @@ def scan(
                               entity=load_entity(entity) if entity else None)
         findings = scan_table(dsn, table, options)
     except Exception as err:  # the one place library errors become an exit code
-        typer.echo(f"entities scan: {err}", err=True)
+        from stackmedic import redact
+
+        typer.echo(f"entities scan: {redact.redact_text(str(err))}", err=True)
         raise typer.Exit(3) from None
     if as_json:
         typer.echo(json.dumps([f.to_dict() for f in findings], indent=2))

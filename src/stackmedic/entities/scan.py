@@ -71,14 +71,23 @@ def scan_table(dsn: str, table: str, options: ScanOptions | None = None,
     rules: dict[str, _Tally] = {}
     rows = 0
     naive_columns: list[str] = []
+    columns = (opts.created_column, opts.updated_column)
     for row, column_types in _rows(dsn, table):
         rows += 1
+        if rows == 1:  # a misspelt column would read as NULL everywhere: a clean verdict
+            missing = [c for c in (opts.id_column, *columns) if c not in row]
+            if missing:
+                raise ValueError(f"table {table} has no column {', '.join(missing)} "
+                                 f"(columns: {', '.join(map(str, row))})")
         row_id = str(row.get(opts.id_column))
         if column_types:
-            naive_columns = [c for c in (opts.created_column, opts.updated_column)
+            naive_columns = [c for c in columns
                              if column_types.get(c) == "timestamp without time zone"]
-        stamps = [_parse(row.get(c)) for c in (opts.created_column, opts.updated_column)]
-        if any(s is None or s.utcoffset() is None for s in stamps):
+        raw = [row.get(c) for c in columns]
+        stamps = [_parse(value) for value in raw]
+        # NULL (never updated) is no timestamp at all, not a naive one.
+        if any(value is not None and (s is None or s.utcoffset() is None)
+               for value, s in zip(raw, stamps, strict=True)):
             naive.add(row_id)
         elif any(s.utcoffset() != timedelta(0) for s in stamps if s is not None):
             non_utc.add(row_id)
@@ -147,10 +156,16 @@ def _violated_rules(entity: type, row: dict[str, Any], opts: ScanOptions) -> lis
             import inspect as pyinspect
 
             params = pyinspect.signature(entity).parameters
-            instance = entity(**{k: v for k, v in row.items() if k in params})
-            for column, attr in ((opts.created_column, "created_at"),
-                                 (opts.updated_column, "updated_at")):
-                value = _parse(row.get(column))
+            kwargs = {k: v for k, v in row.items() if k in params}
+            stamps = [(attr, _parse(row.get(column))) for column, attr in
+                      ((opts.created_column, "created_at"), (opts.updated_column, "updated_at"))]
+            for attr, value in stamps:  # stored text/NULL would not load as a datetime field
+                if attr in params:
+                    kwargs.pop(attr, None)
+                    if value is not None:
+                        kwargs[attr] = value
+            instance = entity(**kwargs)
+            for attr, value in stamps:
                 if attr not in params and value is not None:
                     setattr(instance, attr, value)
         return [v.rule for v in instance.violations()]
@@ -161,6 +176,11 @@ def _violated_rules(entity: type, row: dict[str, Any], opts: ScanOptions) -> lis
 def _parse(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:  # Unix time (SQLite has no timestamp type): UTC by definition
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value.strip())

@@ -56,6 +56,7 @@ class EventStore(abc.ABC):
         self.checkpoints_table = f"{prefix}checkpoints"
         self.parked_table = f"{prefix}parked"
         self.conflicts_table = f"{prefix}conflicts"
+        self.rebuilds_table = f"{prefix}rebuilds"
         self.appended = 0
         self.conflicts = 0
         self.hot_streams: dict[str, int] = {}
@@ -251,13 +252,21 @@ class EventStore(abc.ABC):
         return [Checkpoint(r[0], int(r[1]), _as_utc(r[2])) for r in rows]
 
     def save_checkpoint(self, tx: Tx, name: str, position: int,
-                        now: datetime | None = None) -> None:
-        """Set a checkpoint inside `tx`, so it commits with the projection's writes."""
+                        now: datetime | None = None, *, expected: int | None = None) -> Any:
+        """Set a checkpoint inside `tx`, so it commits with the projection's writes.
+
+        With `expected`, only if the stored checkpoint is still there (or absent):
+        a compare-and-set whose cursor's `rowcount` is 0 when another runner of the
+        same projection moved it first. The row lock it takes (the write lock on
+        SQLite) serializes such runners, so only one of them commits a batch."""
         stamp = (now or datetime.now(UTC))
-        tx.execute(f"INSERT INTO {self.checkpoints_table} (name, position, updated_at) "
-                   "VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                   "position = excluded.position, updated_at = excluded.updated_at",
-                   (name, position, self._stamp(stamp)))
+        sql = (f"INSERT INTO {self.checkpoints_table} (name, position, updated_at) "
+               "VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+               "position = excluded.position, updated_at = excluded.updated_at")
+        if expected is None:
+            return tx.execute(sql, (name, position, self._stamp(stamp)))
+        return tx.execute(f"{sql} WHERE {self.checkpoints_table}.position = ?",
+                          (name, position, self._stamp(stamp), expected))
 
     def park(self, tx: Tx, projection: str, position: int, error: str) -> None:
         """Record an event a projection skipped, to be looked at later."""

@@ -136,6 +136,9 @@ class PostgresEventStore(EventStore):
         CREATE TABLE IF NOT EXISTS {p} (
             projection text NOT NULL, position bigint NOT NULL, error text NOT NULL,
             parked_at timestamptz NOT NULL, PRIMARY KEY (projection, position));
+        CREATE TABLE IF NOT EXISTS {self.rebuilds_table} (
+            projection text PRIMARY KEY, position bigint NOT NULL,
+            started_at timestamptz NOT NULL);
         CREATE OR REPLACE FUNCTION {e}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             RAISE EXCEPTION '% on {e} rejected: events are append-only', TG_OP

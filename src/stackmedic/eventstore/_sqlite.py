@@ -86,6 +86,8 @@ class SqliteEventStore(EventStore):
         CREATE TABLE IF NOT EXISTS {p} (
             projection TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL,
             parked_at TEXT NOT NULL, PRIMARY KEY (projection, position));
+        CREATE TABLE IF NOT EXISTS {self.rebuilds_table} (
+            projection TEXT PRIMARY KEY, position INTEGER NOT NULL, started_at TEXT NOT NULL);
         """
 
     def _tx(self) -> Tx:

@@ -79,7 +79,8 @@ def scan(dsn: str = DSN,
 def lag(dsn: str = DSN,
         projection: list[str] = PROJECTIONS,
         as_json: bool = typer.Option(False, "--json", help="print reports as JSON")) -> None:
-    """Lag of each projection in events and time: healthy, warning, critical, stalled."""
+    """Lag of each projection in events and time: healthy, warning, critical, stalled,
+    ahead (checkpoint beyond the head)."""
 
     def work() -> int:
         from stackmedic.eventstore import open_store
@@ -94,7 +95,7 @@ def lag(dsn: str = DSN,
         for r in reports if not as_json else []:
             typer.echo(f"{r.state:9} {r.projection:24} {r.lag_events:>8} events "
                        f"{r.lag_seconds:>8.0f}s  {r.reason}")
-        worst = {"healthy": 0, "warning": 1, "critical": 2, "stalled": 2}
+        worst = {"healthy": 0, "warning": 1, "critical": 2, "stalled": 2, "ahead": 2}
         return max((worst[r.state] for r in reports), default=0)
 
     _run("lag", work)
@@ -105,7 +106,8 @@ def rebuild(dsn: str = DSN,
             projection: str = typer.Option(..., help="module:Class of the projection"),
             from_time: str | None = typer.Option(None, help="replay from this ISO time"),
             from_position: int | None = typer.Option(None, help="replay from this event"),
-            batch_size: int = typer.Option(1000, help="events per checkpointed batch")) -> None:
+            batch_size: int = typer.Option(1000, min=1,
+                                           help="events per checkpointed batch")) -> None:
     """Rebuild a projection (backup first, restored if the rebuild fails)."""
 
     def work() -> int:
@@ -119,6 +121,8 @@ def rebuild(dsn: str = DSN,
 
         projection_obj = load_entity(projection)()
         when = datetime.fromisoformat(from_time) if from_time else None
+        with open_store(dsn, read_only=True) as existing:  # a mistyped DSN must not
+            existing.head()  # create an empty store and "rebuild" from it
         with open_store(dsn) as store, Progress(transient=True) as bar:
             task = bar.add_task(f"rebuilding {projection_obj.name}", total=store.head())
             try:
@@ -141,7 +145,7 @@ def tail(dsn: str = DSN,
                                                      "(default: the last --limit events)"),
          stream: str | None = typer.Option(None, help="only this stream"),
          category: str | None = typer.Option(None, help="only this category"),
-         limit: int = typer.Option(20, help="events per page"),
+         limit: int = typer.Option(20, min=1, help="events per page"),
          follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new events"),
          ) -> None:
     """Print events as JSON lines (by position, stream or category)."""
@@ -153,9 +157,15 @@ def tail(dsn: str = DSN,
 
         with open_store(dsn, read_only=True) as store:
             position = after if after is not None else max(0, store.head() - limit)
+            if (stream or category) and after is None:  # its last events, not the log's
+                recent = (store._select("stream = ? ORDER BY version DESC", (stream,), limit)
+                          if stream else store._select(
+                              "category = ? ORDER BY position DESC", (category,), limit))
+                position = recent[-1].position - 1 if recent else store.head()
             while True:
-                if stream:
-                    events = [e for e in store.read_stream(stream) if e.position > position]
+                if stream:  # a page at a time: a long stream is never read whole
+                    events = store._select("stream = ? AND position > ? ORDER BY position",
+                                           (stream, position), limit)
                 elif category:
                     events = store.read_category(category, after=position, limit=limit)
                 else:

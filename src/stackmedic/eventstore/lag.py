@@ -2,7 +2,9 @@
 
 States: `healthy`, `warning` (oldest unprocessed event older than 5 minutes),
 `critical` (30 minutes), `stalled` (never ran, or the checkpoint has not moved for
-`stall_after` while newer events arrived). The clock is injectable for tests.
+`stall_after` while an unprocessed event has been waiting at least as long), `ahead`
+(the checkpoint points past the last stored event: the projection skips every event
+until the log grows past it, so this is never "caught up"). The clock is injectable.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from stackmedic.eventstore._base import EventStore
 
 __all__ = ["LagMonitor", "LagReport", "LagState"]
 
-LagState = Literal["healthy", "warning", "critical", "stalled"]
+LagState = Literal["healthy", "warning", "critical", "stalled", "ahead"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,10 @@ class LagMonitor:
         position = checkpoint.position if checkpoint else 0
         # Positions can skip (rolled-back appends on PostgreSQL): an upper bound.
         lag_events = max(0, head - position)
+        if checkpoint is not None and position > head:
+            return LagReport(name, "ahead", head, position, 0, 0.0, checkpoint.updated_at,
+                             f"checkpoint {position} is beyond the head {head}: events "
+                             "were lost or restored from an older backup")
         pending = self.store.read_all(after=position, limit=1)
         if not pending:
             return LagReport(name, "healthy", head, position if checkpoint else None, 0, 0.0,
@@ -66,10 +72,12 @@ class LagMonitor:
         state: LagState
         if checkpoint is None or updated is None:
             state, reason = "stalled", "never ran: no checkpoint while events exist"
-        elif self._stalled(now, updated, head):
-            idle = (now - updated).total_seconds()
-            state, reason = "stalled", (f"checkpoint unchanged for {idle:.0f}s while newer "
-                                        "events arrived")
+        elif ((idle := (now - updated).total_seconds()) >= self.stall_after
+              and lag_seconds >= self.stall_after):
+            # Both: an idle projection whose runner has not yet polled the event that
+            # just arrived is not stalled; one that sat on it for `stall_after` is.
+            state, reason = "stalled", (f"checkpoint unchanged for {idle:.0f}s while an "
+                                        f"event waited {lag_seconds:.0f}s")
         elif lag_seconds >= self.critical:
             state, reason = "critical", f"oldest unprocessed event is {lag_seconds:.0f}s old"
         elif lag_seconds >= self.warning:
@@ -78,12 +86,6 @@ class LagMonitor:
             state, reason = "healthy", f"{lag_events} events behind, {lag_seconds:.0f}s"
         return LagReport(name, state, head, position if checkpoint else None, lag_events,
                          lag_seconds, updated, reason)
-
-    def _stalled(self, now: datetime, updated: datetime, head: int) -> bool:
-        if (now - updated).total_seconds() < self.stall_after:
-            return False
-        newest = self.store.read_all(after=head - 1, limit=1)
-        return bool(newest) and newest[0].occurred_at > updated
 
     def check_all(self) -> list[LagReport]:
         """Every projection that has a checkpoint."""

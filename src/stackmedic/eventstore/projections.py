@@ -16,6 +16,9 @@
 Exactly once: a batch of events, the projection's writes and the checkpoint commit
 in one transaction of the store's database. A crash anywhere in the batch rolls all
 of it back; the next run starts from the old checkpoint and applies each event once.
+The checkpoint is compared-and-set: if another runner of the same projection (a
+second replica, a rebuild) committed the batch first, this one rolls back and
+re-reads from the new checkpoint instead of applying it twice.
 A projection writing elsewhere gets at-least-once and must be idempotent.
 
 Failure strategies when `apply` raises: `stop` (roll back the batch, raise
@@ -70,6 +73,15 @@ class _Rollback(Exception):
         self.failed = failed
 
 
+class _LostRace(Exception):
+    """Another runner moved the checkpoint between our read and our commit."""
+
+
+def _moved(cursor: object) -> bool:
+    """Whether a compare-and-set checkpoint write found the checkpoint moved."""
+    return getattr(cursor, "rowcount", 1) == 0
+
+
 @dataclass
 class RunStats:
     processed: int = 0
@@ -88,6 +100,8 @@ class ProjectionRunner:
                  on_batch: Callable[[RunStats], None] | None = None) -> None:
         if not projection.name:
             raise ValueError(f"{type(projection).__qualname__} needs a `name`")
+        if batch_size < 1:  # 0 would read nothing and look idle; < 0 is no LIMIT on SQLite
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.store = store
         self.projection = projection
         self.batch_size = batch_size
@@ -97,6 +111,7 @@ class ProjectionRunner:
         self.checkpoint_name = checkpoint_name or projection.name
         self.on_batch = on_batch
         self.stats = RunStats()
+        self._after = 0  # the checkpoint the current batch was read after
         with store.transaction() as tx:
             projection.setup(tx)
 
@@ -106,7 +121,14 @@ class ProjectionRunner:
 
     def run_once(self) -> int:
         """Process at most one batch; returns how many events it consumed."""
-        after = self.position()
+        while True:
+            try:
+                return self._run_batch()
+            except _LostRace:  # someone else applied it: start again from their checkpoint
+                continue
+
+    def _run_batch(self) -> int:
+        after = self._after = self.position()
         events = self.store.read_all(after=after, limit=self.batch_size)
         if not events:
             return 0
@@ -134,6 +156,7 @@ class ProjectionRunner:
         A pipelined error may surface after the statement that caused it, so any
         failure there counts as "somewhere in the batch" and the runner replays it
         statement by statement to find the event."""
+        saved: object = None
         try:
             with self.store.transaction() as tx:
                 if not batched:
@@ -143,8 +166,7 @@ class ProjectionRunner:
                         with self.store.pipelined():
                             failed = self._apply_all(events, tx, batched)
                             if failed is None:
-                                self.store.save_checkpoint(tx, self.checkpoint_name,
-                                                           checkpoint)
+                                saved = self._save(tx, checkpoint)
                     except Exception as err:
                         failed = (-1, err)
                     if failed is not None:
@@ -152,11 +174,17 @@ class ProjectionRunner:
                 if failed is not None:
                     raise _Rollback(failed)
                 if not batched:
-                    self.store.save_checkpoint(tx, self.checkpoint_name, checkpoint)
+                    saved = self._save(tx, checkpoint)
+                if _moved(saved):  # read after the pipeline, whose results are in by now
+                    raise _LostRace
         except _Rollback as rollback:
             return rollback.failed
         self.stats.position = checkpoint
         return None
+
+    def _save(self, tx: Tx, checkpoint: int) -> object:
+        return self.store.save_checkpoint(tx, self.checkpoint_name, checkpoint,
+                                          expected=self._after)
 
     def _apply_all(self, events: list[RecordedEvent], tx: Tx,
                    batched: bool = False) -> tuple[int, BaseException] | None:
@@ -196,7 +224,8 @@ class ProjectionRunner:
                     raise ProjectionError(self.projection.name, bad.position, error)
                 self.store.park(tx, self.projection.name, bad.position,
                                 f"{type(error).__name__}: {error}")
-                self.store.save_checkpoint(tx, self.checkpoint_name, bad.position)
+                if _moved(self._save(tx, bad.position)):
+                    raise _LostRace
             self.stats.parked += 1
             self.stats.position = bad.position
             return

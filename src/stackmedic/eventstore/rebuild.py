@@ -5,18 +5,23 @@
     rebuild(store, Totals(), from_position=1200)       # replay from an event
 
 Before anything changes, each of the projection's `tables` is copied to
-`<table>__backup` and its checkpoint remembered. The replay commits batch
-checkpoints as it goes; if the projection raises, the tables and the checkpoint are
-restored from the backup and RebuildError names the failing position. Backups are
-dropped after a successful rebuild. A partial replay (from a time or an event) keeps
-the current state and re-applies later events: the projection must tolerate that
-(upserts), or override `reset(tx)` to rewind.
+`<table>__backup` and its checkpoint remembered in `<prefix>rebuilds`, in the same
+transaction. The replay commits batch checkpoints as it goes; if it fails (the
+projection or the database raises), the tables and the checkpoint are restored from
+the backup and RebuildError names the failing position. Backups are dropped after a
+successful rebuild. A rebuild that died without cleaning up (killed, power loss)
+leaves its backup and its `<prefix>rebuilds` row: the next rebuild keeps that backup
+(the state before the first attempt) instead of copying the half-rebuilt tables
+over it, and a partial replay resumes no later than where the dead one stopped.
+A partial replay (from a time or an event) keeps the current state and re-applies
+later events: the projection must tolerate that (upserts), or override `reset(tx)`
+to rewind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from stackmedic.eventstore._base import EventStore
 from stackmedic.eventstore._model import ProjectionError, RebuildError, Tx
@@ -46,29 +51,50 @@ def rebuild(store: EventStore, projection: Projection, *, from_time: datetime | 
     `progress(position, head)` is called after every batch."""
     name = projection.name
     start = start_position(store, from_time=from_time, from_position=from_position)
-    previous = store.checkpoint(name)
     head = store.head()
-    with store.transaction() as tx:
-        projection.setup(tx)
-        for table in projection.tables:
-            tx.execute(f"DROP TABLE IF EXISTS {table}__backup")
-            tx.execute(f"CREATE TABLE {table}__backup AS SELECT * FROM {table}")
-        if start == 0:
-            projection.reset(tx)
-        store.save_checkpoint(tx, name, start)
+    if start > head:  # the checkpoint would end up beyond the head: every event skipped
+        raise ValueError(f"from_position {from_position} is beyond the head {head}")
+    rebuilds = store.rebuilds_table
+    # Made first: a bad setting (batch size) must fail before anything is reset.
     runner = ProjectionRunner(store, projection, batch_size=batch_size, on_error="stop",
                               on_batch=(lambda s: progress(s.position, head)) if progress
                               else None)
+    with store.transaction() as tx:
+        projection.setup(tx)
+        row = tx.execute(f"SELECT position FROM {rebuilds} WHERE projection = ?",
+                         (name,)).fetchone()
+        current = store.checkpoint(name)
+        if row is not None and start and current is not None:
+            # An earlier rebuild died: its backup is the good state, and the tables hold
+            # its replay up to the checkpoint. Resume from there, never skip past it.
+            start = min(start, current.position)
+        if row is None:
+            previous = current
+            tx.execute(f"INSERT INTO {rebuilds} (projection, position, started_at) "
+                       "VALUES (?, ?, ?)", (name, previous.position if previous else 0,
+                                            store._stamp(datetime.now(UTC))))
+            for table in projection.tables:
+                tx.execute(f"DROP TABLE IF EXISTS {table}__backup")
+                tx.execute(f"CREATE TABLE {table}__backup AS SELECT * FROM {table}")
+        if start == 0:
+            projection.reset(tx)
+        store.save_checkpoint(tx, name, start)
     try:
         stats = runner.run_until_idle()
-    except ProjectionError as err:
+    except Exception as err:  # the projection, or the database under it
         with store.transaction() as tx:
             _restore(tx, projection)
-            store.save_checkpoint(tx, name, previous.position if previous else 0)
-        raise RebuildError(name, err.position, err.error) from err
+            row = tx.execute(f"SELECT position FROM {rebuilds} WHERE projection = ?",
+                             (name,)).fetchone()
+            store.save_checkpoint(tx, name, int(row[0]))
+            tx.execute(f"DELETE FROM {rebuilds} WHERE projection = ?", (name,))
+        if isinstance(err, ProjectionError):
+            raise RebuildError(name, err.position, err.error) from err
+        raise RebuildError(name, runner.stats.position + 1, err) from err
     with store.transaction() as tx:
         for table in projection.tables:
             tx.execute(f"DROP TABLE IF EXISTS {table}__backup")
+        tx.execute(f"DELETE FROM {rebuilds} WHERE projection = ?", (name,))
     return stats
 
 

@@ -75,6 +75,21 @@ def _failure(err: Exception) -> Facts:
     return {"error": redact.redact_text(f"{type(err).__name__}: {err}")[:500]}
 
 
+def _unknown(ctx: RuleContext, symptom: str, summary: str, error: str) -> Finding:
+    """An unknown verdict whose remedy is the could-not-run runbook's: the runbook of
+    `symptom` would tell the user to repair streams that nobody could read."""
+    from dataclasses import replace
+
+    from stackmedic.findings import Remedy
+    from stackmedic.runbooks import fill, fix_steps, load_runbook
+
+    finding = ctx.finding(symptom, Severity.UNKNOWN, summary, evidence={"error": error},
+                          identity=("error",))
+    runbook = "stackmedic.check.failed"
+    steps = tuple(fill(step, finding) for step in fix_steps(load_runbook(runbook)))
+    return replace(finding, remedy=Remedy(runbook=runbook, steps=steps))
+
+
 @probe.collector("integrity", timeout=60.0)
 def integrity(component: EventstoreComponent, ctx: CollectContext) -> Facts | None:
     """Full SQL-side scan for gaps, repeats, duplicates, bad payloads and bad times."""
@@ -126,6 +141,7 @@ def activity(component: EventstoreComponent, ctx: CollectContext) -> Facts | Non
     finally:
         store.close()
     return {"dsn": redact.redact_text(component.dsn), "head": head, "read_seconds": latency,
+            "table": f"{component.prefix}events", "integrity_scan": component.integrity,
             "projections": lags, "conflicts_5m": conflicts, "hot_streams": hot}
 
 
@@ -166,9 +182,8 @@ _CLOCK = ("eventstore.timestamp.future", "eventstore.timestamp.ancient",
 def integrity_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     """Each corruption kind as its symptom, with stream/position samples."""
     if "error" in facts:
-        yield ctx.finding("eventstore.version_gap", Severity.UNKNOWN,
-                          f"integrity scan could not run: {facts['error']}",
-                          evidence={"error": facts["error"]}, identity=("error",))
+        yield _unknown(ctx, "eventstore.version_gap",
+                       f"integrity scan could not run: {facts['error']}", facts["error"])
         return
     counts, samples = facts.get("counts", {}), facts.get("samples", {})
     for symptom, (kinds, what, cause) in _INTEGRITY.items():
@@ -205,18 +220,32 @@ def integrity_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
 
 
 @probe.rule("eventstore.projections", uses="activity",
-            symptoms=["eventstore.projection.lag", "eventstore.projection.stalled"],
+            symptoms=["eventstore.projection.lag", "eventstore.projection.stalled",
+                      "eventstore.checkpoint.ahead"],
             thresholds={"eventstore.projection.lag": Threshold(300, 1800, unit="s")})
 def projections_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     """Lag in events and time per projection; stalled when never run or not moving."""
     if "error" in facts:
-        yield ctx.finding("eventstore.projection.lag", Severity.UNKNOWN,
-                          f"could not read the store: {facts['error']}",
-                          evidence={"error": facts["error"]}, identity=("error",))
+        yield _unknown(ctx, "eventstore.projection.lag",
+                       f"could not read the store: {facts['error']}", facts["error"])
         return
     for lag in facts.get("projections", []):
         evidence = {**lag, "dsn": facts.get("dsn")}
         name = lag["projection"]
+        if lag["state"] == "ahead":
+            # Never "caught up". With the integrity scan on, its rule reports every
+            # checkpoint beyond the head at once; without it, this is the only witness.
+            if not facts.get("integrity_scan"):
+                yield ctx.finding(
+                    "eventstore.checkpoint.ahead", Severity.CRITICAL,
+                    f"projection {name}: checkpoint {lag['checkpoint']} is beyond the head "
+                    f"{lag['head']}; it skips every event until the log grows past it",
+                    observed=1, unit="checkpoints",
+                    evidence={**evidence, "count": 1, "table": facts.get("table")},
+                    cause="the events were restored from an older backup than the "
+                          "projections, or the store was truncated",
+                    identity=("projection",))
+            continue
         if lag["state"] == "stalled":
             yield ctx.finding("eventstore.projection.stalled", Severity.CRITICAL,
                               f"projection {name} is stalled: {lag['reason']} "
