@@ -27,13 +27,20 @@ _READY_WAIT_S = 20.0  # a safety net against a broken child, not a timing assert
 
 
 @contextlib.contextmanager
-def child(program: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+def child(program: str, *args: str, program_name: str | None = None,
+          ) -> Iterator[subprocess.Popen[str]]:
     """Run `program` (Python source) with `args`, wait until it prints `ready`, kill it
-    afterwards. The source goes to a file so the command line stays short and readable."""
+    afterwards. The source goes to a file so the command line stays short and readable.
+    With `program_name`, the interpreter runs through a symlink of that name, so the
+    child's process name and argv[0] are that name (as for a real daemon)."""
     with tempfile.TemporaryDirectory(prefix="stackmedic-child-") as tmp:
         script = Path(tmp) / "child.py"
         script.write_text(program)
-        proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+        executable = sys.executable
+        if program_name is not None:
+            executable = str(Path(tmp) / program_name)
+            Path(executable).symlink_to(sys.executable)
+        proc = subprocess.Popen([executable, str(script), *args], stdout=subprocess.PIPE,
                                 text=True)
         try:
             assert proc.stdout is not None

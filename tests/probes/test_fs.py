@@ -177,6 +177,21 @@ def test_unknown_user_is_unknown_not_ok(open_dir: Path) -> None:
     assert "no-such-user-xyz" in finding.summary
 
 
+def test_numeric_uid_without_a_passwd_entry_is_still_judged(open_dir: Path) -> None:
+    """A bare uid with no passwd entry (a container's arbitrary uid) gets the owner
+    bits of its own files and the other bits elsewhere, rather than 'no such user'."""
+    uid = 54321
+    own = make(open_dir / "own", 0o600)
+    os.chown(own, uid, 0)
+    other = make(open_dir / "other", 0o600)
+    run = run_fs([{"path": str(own), "must": ["read", "write"], "user": str(uid)},
+                  {"path": str(other), "must": ["read"], "user": str(uid)}])
+    by_path = {f.evidence["path"]: f for f in run.findings if f.symptom == "fs.permission.denied"}
+    assert by_path[str(own)].severity is Severity.OK
+    assert by_path[str(other)].severity is Severity.CRITICAL
+    assert by_path[str(other)].evidence["who"] == "o"
+
+
 def age(path: Path, days: float) -> None:
     stamp = time.time() - days * 86400
     os.utime(path, (stamp, stamp))
@@ -241,3 +256,172 @@ def test_healthy_paths_and_clean_spool_yield_only_ok(open_dir: Path) -> None:
         "fs.missing", "fs.permission.denied", "fs.stale.files"]
     assert all(f.observed is not None for f in run.findings)
     assert only(run, "fs.permission.denied").evidence["user"] == "nobody"
+
+
+def fix_command(steps: tuple[str, ...], prefix: str) -> list[str]:
+    """The inline `chmod …` command of the remedy step that starts with `prefix`."""
+    [step] = [s for s in steps if s.startswith(prefix)]
+    return step.split("`")[-2].split()
+
+
+@pytest.mark.parametrize(("mode", "owner", "need", "who"), [
+    (0o744, 0, "x", "o"),        # other may read bits, but listing also needs x
+    (0o046, NOBODY, "rx", "u"),  # the owner bits apply to the owner: group and other r+w
+    (0o600, 0, "rx", "o"),
+])
+def test_remedy_grants_exactly_the_missing_bits_to_the_right_class(
+        open_dir: Path, mode: int, owner: int, need: str, who: str) -> None:
+    """For a directory `nobody` must read, the finding names the bits it lacks (x for a
+    directory's contents too) and the class they apply to, and running the remedy's
+    chmod makes the kernel allow the read."""
+    target = make(open_dir / "data", mode, directory=True)
+    os.chown(target, owner, 0)
+    finding = only(run_fs([{"path": str(target), "must": ["read"], "user": "nobody"}]),
+                   "fs.permission.denied")
+    assert finding.severity is Severity.CRITICAL
+    assert (finding.evidence["need"], finding.evidence["who"]) == (need, who)
+    assert finding.cause is not None and ("gives its owner" in finding.cause) == (who == "u")
+    assert finding.remedy is not None
+    command = fix_command(finding.remedy.steps, "Grant exactly the missing bits")
+    assert command == ["chmod", f"{who}+{need}", str(target)]
+    assert not (kernel_allows(target, "-r") and kernel_allows(target, "-x"))
+    subprocess.run(command, check=True)
+    assert kernel_allows(target, "-r") and kernel_allows(target, "-x")
+    assert only(run_fs([{"path": str(target), "must": ["read"], "user": "nobody"}]),
+                "fs.permission.denied").severity is Severity.OK
+
+
+def test_blocking_directory_remedy_fixes_the_search(open_dir: Path) -> None:
+    """A directory owned by `nobody` with mode 0600 blocks nobody's search through the
+    owner bits; the remedy's `chmod u+x` on it (not o+x) lets the kernel through, and
+    no step refers to bits the path itself lacks."""
+    private = make(open_dir / "home", 0o600, directory=True)
+    inner = make(private / "app.conf", 0o644)
+    os.chown(private, NOBODY, 0)
+    finding = only(run_fs([{"path": str(inner), "must": ["read"], "user": "nobody"}]),
+                   "fs.permission.denied")
+    assert finding.evidence["blocking_who"] == "u"
+    assert finding.remedy is not None
+    steps = "\n".join(finding.remedy.steps)
+    assert "<" not in steps and "chown" not in steps
+    command = fix_command(finding.remedy.steps, "A directory on the way")
+    assert command == ["chmod", "u+x", str(private)]
+    assert not kernel_allows(inner, "-r")
+    subprocess.run(command, check=True)
+    assert kernel_allows(inner, "-r")
+
+
+def test_read_only_mount_remedy_remounts_instead_of_chmod(tmp_path: Path) -> None:
+    """On a read-only mount root lacks no permission bit: the remedy names the mount
+    to remount and offers no chmod or chown, which cannot help."""
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as mount:
+        finding = only(run_fs([{"path": str(mount), "must": ["write"], "type": "dir"}]),
+                       "fs.permission.denied")
+    assert finding.evidence["readonly_mount"] == str(mount)
+    assert "need" not in finding.evidence
+    assert finding.remedy is not None
+    steps = "\n".join(finding.remedy.steps)
+    assert f"mount -o remount,rw {mount}" in steps
+    assert "chmod" not in steps and "chown" not in steps and "<" not in steps
+
+
+def test_dangling_symlink_says_where_it_points(open_dir: Path) -> None:
+    """A configured path that is a symlink to a removed target is fs.missing naming
+    the target, not just 'does not exist'."""
+    link = open_dir / "current"
+    link.symlink_to(open_dir / "releases" / "42")
+    finding = only(run_fs([{"path": str(link)}]), "fs.missing")
+    assert finding.severity is Severity.CRITICAL
+    assert finding.evidence["dangling_to"] == str(open_dir / "releases" / "42")
+    assert "symlink" in finding.summary
+
+
+def test_garbage_paths_and_users_give_findings_not_failed_checks(open_dir: Path) -> None:
+    """A path or user name with a NUL byte (from a bad ${VAR} expansion, say) gives
+    unknown findings naming the problem, never a crashed collector."""
+    good = make(open_dir / "ok", 0o644)
+    run = run_fs([{"path": str(open_dir / "bad\x00name")},
+                  {"path": str(good), "must": ["read"], "user": "no\x00body"}],
+                 [{"dir": str(open_dir / "spool\x00")}])
+    assert [f.summary for f in run.findings if f.symptom == "stackmedic.check.failed"] == []
+    assert only(run, "fs.missing", path=str(open_dir / "bad\x00name")).severity \
+        is Severity.UNKNOWN
+    assert only(run, "fs.permission.denied").severity is Severity.UNKNOWN
+
+
+ANY = 0xFFFFFFFF  # the id field of entries that name no user or group
+USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 1, 2, 4, 8, 16, 32
+
+
+def set_acl(path: Path, *entries: tuple[int, int, int]) -> None:
+    """Write an access ACL the way setfacl does (skips where the filesystem has none)."""
+    import struct
+
+    raw = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in sorted(entries))
+    try:
+        os.setxattr(path, "system.posix_acl_access", raw)
+    except OSError as err:
+        pytest.skip(f"no POSIX ACLs on this filesystem: {err}")
+
+
+@pytest.mark.parametrize("acl", [
+    # named user nobody may read; the mask allows it
+    [(USER_OBJ, 6, ANY), (USER, 4, NOBODY), (GROUP_OBJ, 0, ANY), (MASK, 4, ANY), (OTHER, 0, ANY)],
+    # named user nobody has rw, but the mask cuts write
+    [(USER_OBJ, 6, ANY), (USER, 6, NOBODY), (GROUP_OBJ, 0, ANY), (MASK, 4, ANY), (OTHER, 0, ANY)],
+    # nogroup may read; a matching group that lacks w denies write though other has it
+    [(USER_OBJ, 6, ANY), (GROUP_OBJ, 0, ANY), (GROUP, 4, NOGROUP), (MASK, 6, ANY),
+     (OTHER, 6, ANY)],
+    # the owning group (nogroup) matches and grants nothing: other's r does not apply
+    [(USER_OBJ, 6, ANY), (GROUP_OBJ, 0, ANY), (USER, 0, 0), (MASK, 7, ANY), (OTHER, 4, ANY)],
+])
+def test_posix_acl_verdicts_match_the_kernel(open_dir: Path,
+                                             acl: list[tuple[int, int, int]]) -> None:
+    """With a POSIX ACL on the file (named users and groups, a mask, a matching group
+    that grants nothing), read and write verdicts for `nobody` equal the kernel's."""
+    target = make(open_dir / "acl.conf", 0o600, gid=NOGROUP)
+    set_acl(target, *acl)
+    for need, flag in (("read", "-r"), ("write", "-w")):
+        run = run_fs([{"path": str(target), "must": [need], "user": "nobody"}])
+        finding = only(run, "fs.permission.denied")
+        assert (finding.severity is Severity.OK) == kernel_allows(target, flag), need
+        if finding.is_problem:
+            assert finding.remedy is not None
+            assert any(f"setfacl -m u:nobody:{finding.evidence['need']} {target}" in step
+                       for step in finding.remedy.steps)
+
+
+def test_acl_on_a_parent_directory_grants_search(open_dir: Path) -> None:
+    """A 0700 root directory whose ACL gives `nobody` search (u:nobody:x) does not
+    block the path below it, as the kernel agrees."""
+    private = make(open_dir / "private", 0o700, directory=True)
+    inner = make(private / "app.log", 0o644)
+    set_acl(private, (USER_OBJ, 7, ANY), (USER, 1, NOBODY), (GROUP_OBJ, 0, ANY),
+            (MASK, 1, ANY), (OTHER, 0, ANY))
+    finding = only(run_fs([{"path": str(inner), "must": ["read"], "user": "nobody"}]),
+                   "fs.permission.denied")
+    assert kernel_allows(inner, "-r")
+    assert finding.severity is Severity.OK, finding.summary
+
+
+def test_stale_walk_stays_on_one_filesystem(open_dir: Path) -> None:
+    """Old files on a volume mounted inside the watched directory are not counted, as
+    the runbook's `find -xdev` would not list them either; the skip is counted."""
+    spool = make(open_dir / "spool", 0o755, directory=True)
+    age(make(spool / "job.tmp", 0o644), 10)
+    with tmpfs(spool / "volume", "size=64k") as volume:
+        for i in range(3):
+            age(make(volume / f"other{i}.tmp", 0o644), 10)
+        run = run_fs(stale=[{"dir": str(spool), "older_than_days": 1}])
+    finding = only(run, "fs.stale.files")
+    assert finding.observed == 1
+    assert finding.evidence["other_fs"] == 1
+
+
+def test_stale_dir_that_is_a_file_is_unknown_not_missing(open_dir: Path) -> None:
+    """A `stale` entry naming a regular file is not reported as missing: the verdict
+    is unknown and says it is not a directory."""
+    target = make(open_dir / "spool", 0o644)
+    finding = only(run_fs(stale=[{"dir": str(target)}]), "fs.stale.files")
+    assert finding.severity is Severity.UNKNOWN
+    assert "not a directory" in finding.summary

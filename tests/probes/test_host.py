@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,9 @@ def test_full_tmpfs_is_critical_disk_full(tmp_path: Path) -> None:
     assert finding.evidence["avail_bytes"] < 64 * 1024
     assert finding.remedy is not None
     assert any(str(mount) in step for step in finding.remedy.steps)
+    # A tmpfs grows by its size option: no resize2fs of a device named "tmpfs".
+    assert any(f"mount -o remount,size=2M {mount}" in step for step in finding.remedy.steps)
+    assert not any("resize2fs" in step for step in finding.remedy.steps)
     assert only(run, "host.disk.inodes", mountpoint=str(mount)).severity is Severity.OK
 
 
@@ -85,6 +89,14 @@ def test_unlisted_tmpfs_and_pseudo_filesystems_are_skipped(tmp_path: Path) -> No
     assert reported, "no real mount was reported at all"
     assert str(mount) not in reported
     assert not reported & {"/proc", "/sys", "/dev", "/dev/shm", "/sys/fs/cgroup"}
+
+
+def test_read_only_mount_is_shown_beside_its_usage(tmp_path: Path) -> None:
+    """A listed mount the kernel serves read-only says so in the disk finding."""
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as mount:
+        finding = only(run_host(mounts=[str(mount)]), "host.disk.full", mountpoint=str(mount))
+    assert finding.evidence["readonly"] is True
+    assert "read-only" in finding.summary
 
 
 def test_listed_path_that_does_not_exist_is_fs_missing(tmp_path: Path) -> None:
@@ -134,6 +146,20 @@ def rule_findings(check: str, facts: dict[str, Any]) -> list[Finding]:
     ctx = RuleContext(check, "box", HostComponent(kind="host"),
                       Thresholds(default_thresholds(), environ={}), frozenset(rule.symptoms))
     return list(rule.func(facts, ctx))
+
+
+def test_hung_mount_remedy_does_not_touch_the_mount() -> None:
+    """A mount whose statfs timed out (a dead NFS server) is unknown, and its remedy
+    detaches the mount instead of running `du`/`lsof` on it, which would hang too."""
+    facts = {"missing": [], "mounts": [{"mountpoint": "/mnt/nfs", "device": "srv:/export",
+                                        "fstype": "nfs4",
+                                        "error": "statfs timed out after 4.6s"}]}
+    [finding] = rule_findings("host.disk", facts)
+    assert finding.severity is Severity.UNKNOWN
+    assert finding.remedy is not None
+    steps = "\n".join(finding.remedy.steps)
+    assert "umount -f -l /mnt/nfs" in steps
+    assert "du " not in steps and "lsof" not in steps
 
 
 SWAP_FACTS: dict[str, Any] = {"window_s": 0.5, "swap_io_bytes_s": 262144.0, "top_rss": [],
@@ -201,9 +227,64 @@ def test_process_at_its_fd_limit_is_critical_and_named() -> None:
     assert hog.pid in listed
     assert listed[hog.pid]["fds"] == listed[hog.pid]["soft_limit"] == 64
     assert finding.remedy is not None
-    assert any("prlimit --pid" in step for step in finding.remedy.steps)
+    if finding.evidence["pid"] == hog.pid:  # another process may sit at its limit too
+        assert any(f"prlimit --pid {hog.pid} --nofile=65536:65536" in step
+                   for step in finding.remedy.steps)
+    assert not any("fs.file-max" in step for step in finding.remedy.steps)
     system = only(run, "host.fd.exhausted", scope="system")
-    assert isinstance(system.observed, float) and 0 < system.observed < 1
+    assert isinstance(system.observed, float) and 0 <= system.observed < 1
+
+
+def test_suggested_fd_limits_never_lower_the_current_ones() -> None:
+    """The remedy's LimitNOFILE/prlimit and fs.file-max values are raises: above the
+    process's soft limit and the system maximum even when those are already high."""
+    facts = {"system": {"allocated": 9_900_000, "unused": 0, "max": 10_000_000},
+             "processes": [{"pid": 4242, "name": "api", "cmdline": "api", "fds": 1_000_000,
+                            "soft_limit": 1_048_576}],
+             "scanned": 1, "capped": False,
+             "largest": {"pid": 4242, "name": "api", "cmdline": "api", "fds": 1_000_000,
+                         "soft_limit": 1_048_576}}
+    system, process = rule_findings("host.fd", facts)
+    assert system.remedy is not None and process.remedy is not None
+    assert "fs.file-max=20000000" in "\n".join(system.remedy.steps)
+    steps = "\n".join(process.remedy.steps)
+    assert "--nofile=2097152:2097152" in steps and "LimitNOFILE=2097152" in steps
+    assert "fs.file-max" not in steps
+
+
+def test_system_fd_ratio_stays_visible_against_a_huge_file_max() -> None:
+    """With fs.file-max at LONG_MAX (as systemd sets it), the system ratio is ok and
+    still a positive number rather than rounded away to zero."""
+    facts = {"system": {"allocated": 5000, "unused": 0, "max": 2**63 - 1},
+             "processes": [], "scanned": 0, "capped": False, "largest": None}
+    [finding] = rule_findings("host.fd", facts)
+    assert finding.severity is Severity.OK
+    assert isinstance(finding.observed, float) and finding.observed > 0
+
+
+def test_every_host_remedy_step_is_filled_from_its_evidence() -> None:
+    """With every threshold at zero, each host problem's remedy keeps only steps whose
+    `{evidence.*}` placeholders its own evidence fills: no `<placeholder>` is left."""
+    zero = {"warning": 0.0, "critical": 1e9}
+    run = run_host({**dict.fromkeys(HOST_SYMPTOMS, zero),
+                    "host.memory.pressure": {"warning": 1.0, "critical": -1.0}},
+                   mounts=["/"])
+    found = problems(run.findings)
+    assert {f.symptom for f in found} >= HOST_SYMPTOMS - {"host.swap.active"}
+    for finding in found:
+        assert finding.remedy is not None and finding.remedy.steps, finding.symptom
+        for step in finding.remedy.steps:
+            assert not re.search(r"<[a-z_]+>", step), (finding.symptom, step)
+
+
+def test_unusable_listed_mount_paths_do_not_hide_the_others(tmp_path: Path) -> None:
+    """A `mounts:` entry that is garbage (a NUL byte) gives its own unknown finding,
+    while the other listed mount is still judged: the disks check does not fail."""
+    bad = str(tmp_path / "bad\x00path")
+    run = run_host(mounts=["/", bad])
+    assert [f.summary for f in run.findings if f.symptom == "stackmedic.check.failed"] == []
+    assert only(run, "host.disk.full", mountpoint=bad).severity is Severity.UNKNOWN
+    assert only(run, "host.disk.full", mountpoint="/").observed is not None
 
 
 def test_healthy_host_yields_only_ok_findings_with_numbers(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import uuid
@@ -238,3 +240,120 @@ def test_healthy_service_yields_only_ok_findings() -> None:
         "process.down", "process.memory.growth", "process.port.conflict"]
     assert all(f.observed is not None for f in run.findings)
     assert "held by the expected process" in only(run, "process.port.conflict").summary
+
+
+def test_name_and_multiline_pidfile_naming_the_live_process_is_ok(tmp_path: Path) -> None:
+    """A daemon matched by its process name, whose pidfile holds its pid on the first
+    line followed by more lines (as PostgreSQL's postmaster.pid does), is running."""
+    program = marker()[:15]
+    with child(SLEEPER, program_name=program) as daemon:
+        pidfile = tmp_path / "postmaster.pid"
+        pidfile.write_text(f"{daemon.pid}\n/var/lib/data\n1700000000\n5432\n")
+        by_name = run_proc(name=program)
+        by_pidfile = run_proc(name=program, pidfile=str(pidfile))
+    for run in (by_name, by_pidfile):
+        finding = only(run, "process.down")
+        assert finding.severity is Severity.OK, finding.summary
+        assert [p["pid"] for p in finding.evidence["processes"]] == [daemon.pid]
+
+
+@pytest.mark.parametrize(("content", "state"), [
+    ("\u00b2\u00b3\n", "invalid"),      # digits to str.isdigit(), not to int()
+    ("fifo", "unreadable"),             # a named pipe would block a plain open()
+])
+def test_pidfile_garbage_or_a_fifo_is_reported_not_a_failed_check(
+        tmp_path: Path, content: str, state: str) -> None:
+    """A pidfile holding Unicode superscript digits, or a FIFO where the pidfile should
+    be, gives process.down with that pidfile state from every collector, never a
+    crashed or timed-out check."""
+    pidfile = tmp_path / "svc.pid"
+    if content == "fifo":
+        os.mkfifo(pidfile)
+    else:
+        pidfile.write_text(content)
+    run = run_components({"svc": {"kind": "process", "pidfile": str(pidfile),
+                                  "memory_samples": 3, "memory_interval_s": 0.1,
+                                  "port": free_port()}})
+    assert [f.summary for f in run.findings if f.symptom == "stackmedic.check.failed"] == []
+    finding = only(run, "process.down")
+    assert finding.severity is Severity.CRITICAL
+    assert finding.evidence["pidfile_state"] == state
+
+
+def test_down_remedy_fills_every_step_it_keeps() -> None:
+    """process.down for a cmdline selector names the program the pattern starts with
+    as the service, and leaves out the pidfile step when no pidfile is configured:
+    no step keeps an unfilled `<placeholder>`."""
+    token = marker()
+    finding = only(run_proc(cmdline=f"gunicorn .*{token}"), "process.down")
+    assert finding.evidence["service"] == "gunicorn"
+    assert finding.remedy is not None and finding.remedy.steps
+    steps = "\n".join(finding.remedy.steps)
+    assert "journalctl -u gunicorn" in steps
+    assert not re.search(r"<[a-z_]+>", steps), steps
+    assert "rm -f" not in steps
+
+
+def test_passwords_on_matched_command_lines_never_reach_the_output() -> None:
+    """A matched `redis-cli -a SECRET` has its password masked in the evidence and in
+    every output format, while the rest of its command line is kept."""
+    from stackmedic.report import render
+
+    token, canary = marker(), f"canary{uuid.uuid4().hex[:10]}"
+    with child(SLEEPER, token, "-a", canary, program_name="redis-cli") as proc:
+        run = run_proc(cmdline=f"{token} -a ")
+    finding = only(run, "process.down")
+    assert finding.severity is Severity.OK
+    [listed] = finding.evidence["processes"]
+    assert listed["pid"] == proc.pid
+    assert listed["cmdline"].endswith("-a ***")
+    for fmt in ("json", "markdown", "nagios", "terminal"):
+        assert canary not in render(run, fmt), fmt
+
+
+@pytest.mark.parametrize(("argv", "shown"), [
+    (["/usr/bin/mysql", "-uroot", "-pS3cr3t!", "shop"], "/usr/bin/mysql -uroot -p*** shop"),
+    (["redis-cli", "-h", "db", "-a", "S3cr3t!", "ping"], "redis-cli -h db -a *** ping"),
+    (["sshpass", "-p", "S3cr3t!", "ssh", "host"], "sshpass -p *** ssh host"),
+    (["curl", "-u", "bob:S3cr3t!", "http://x"], "curl -u bob:*** http://x"),
+    (["gunicorn", "-p", "/run/g.pid", "app:wsgi"], "gunicorn -p /run/g.pid app:wsgi"),
+])
+def test_command_lines_mask_passwords_given_as_short_options(argv: list[str],
+                                                             shown: str) -> None:
+    """Passwords passed as short options that do not name them are masked in evidence
+    command lines; the same option of another program is left alone."""
+    from stackmedic.probes._hostfacts import join_cmdline
+
+    assert join_cmdline(argv) == shown
+
+
+# A service with one SO_REUSEPORT listening socket per worker (as nginx `reuseport`
+# or a prefork server opens them), and an intruder sharing the port the same way.
+REUSEPORT_LISTENERS = """
+import socket, sys, time
+held = []
+for _ in range(int(sys.argv[2])):
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", int(sys.argv[1])))
+    sock.listen()
+    held.append(sock)
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def test_foreign_listener_among_many_own_sockets_is_found() -> None:
+    """Another program listening on the port through SO_REUSEPORT is named even when
+    the service itself holds far more listening sockets there than evidence lists
+    (psutil returns them in no particular order, so a cap before the verdict would
+    usually hide the intruder)."""
+    token, intruder, port = marker(), marker(), free_port()
+    with child(REUSEPORT_LISTENERS, str(port), "1", intruder) as holder, \
+            child(REUSEPORT_LISTENERS, str(port), "120", token):
+        run = run_proc(cmdline=f"{token}$", port=port)
+    finding = only(run, "process.port.conflict")
+    assert finding.severity is Severity.CRITICAL, finding.summary
+    assert finding.evidence["holder_pid"] == holder.pid
+    assert finding.evidence["listener_count"] == 121
+    assert len(finding.evidence["listeners"]) <= 10

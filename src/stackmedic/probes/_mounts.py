@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +40,33 @@ def mount_facts(listed: Sequence[str], cap: int, budget: float) -> dict[str, Any
     """Usage facts for the real mounts, or for the mounts holding the `listed` paths."""
     import psutil
 
+    end = time.monotonic() + max(0.0, budget)
     # The last entry for a mount point is the one on top, the one paths resolve to.
     table = {p.mountpoint: (p.mountpoint, p.device, p.fstype)
              for p in psutil.disk_partitions(all=True)}
     missing: list[str] = []
+    hung: list[dict[str, Any]] = []  # listed paths that could not be resolved
     chosen: dict[str, Mount] = {}
-    for path in listed:
-        real = os.path.realpath(path)
-        if not Path(real).exists():
+    # Resolving a listed path stats every directory on the way: on a dead NFS server
+    # that blocks like statfs does, so it gets the same treatment (half the budget).
+    resolved = _in_threads(_resolve, list(dict.fromkeys(listed)), budget / 2)
+    for path in dict.fromkeys(listed):
+        real = resolved[path]
+        if real is None:
+            hung.append({"mountpoint": path, "device": None, "fstype": None,
+                         "error": f"resolving the path timed out after {budget / 2:.1f}s"})
+        elif isinstance(real, FileNotFoundError | NotADirectoryError):
             missing.append(path)
+        elif isinstance(real, Exception):  # no permission, a NUL byte in the path, …
+            hung.append({"mountpoint": path, "device": None, "fstype": None,
+                         "error": getattr(real, "strerror", None) or str(real)})
         elif (mount := _containing(real, table.values())) is not None:
             chosen[mount[0]] = mount
     if not listed:
         chosen = {mp: entry for mp, entry in table.items() if _is_real(mp, entry[2])}
     entries = sorted(chosen.values(), key=lambda e: (len(e[0]), e[0]))
-    stats = _statfs_all([e[0] for e in entries[:cap]], budget)
-    mounts: list[dict[str, Any]] = []
+    stats = _statfs_all([e[0] for e in entries[:cap]], end - time.monotonic())
+    mounts: list[dict[str, Any]] = list(hung)
     devices: set[int] = set()
     for mountpoint, device, fstype in entries[:cap]:
         base = {"mountpoint": mountpoint, "device": device, "fstype": fstype}
@@ -70,6 +81,13 @@ def mount_facts(listed: Sequence[str], cap: int, budget: float) -> dict[str, Any
         mounts.append({**base, **stat})
     return {"mounts": mounts, "missing": missing, "skipped": len(table) - len(mounts),
             "capped": len(entries) > cap}
+
+
+def _resolve(path: str) -> str:
+    """The real path of an existing `path`; FileNotFoundError when there is none."""
+    real = os.path.realpath(path, strict=True)
+    Path(real).stat()
+    return real
 
 
 def _is_real(mountpoint: str, fstype: str) -> bool:
@@ -91,31 +109,42 @@ def _containing(path: str, mounts: Iterable[Mount]) -> Mount | None:
 
 def _statfs_all(points: list[str], budget: float) -> dict[str, dict[str, Any] | str]:
     """statfs of each mount point in its own daemon thread; a string is an error."""
-    results: dict[str, dict[str, Any] | str] = {}
+    results = _in_threads(_statfs, points, budget)
+    return {point: (f"statfs timed out after {max(0.0, budget):.1f}s" if result is None else
+                    result.strerror or str(result) if isinstance(result, OSError) else result)
+            for point, result in results.items()}
 
-    def work(point: str) -> None:
+
+def _statfs(point: str) -> dict[str, Any]:
+    vfs = os.statvfs(point)
+    return {
+        "st_dev": Path(point).stat().st_dev,
+        "total_bytes": vfs.f_blocks * vfs.f_frsize,
+        "free_bytes": vfs.f_bfree * vfs.f_frsize,
+        "avail_bytes": vfs.f_bavail * vfs.f_frsize,
+        "inodes_total": vfs.f_files,
+        "inodes_free": vfs.f_ffree,
+        "readonly": bool(vfs.f_flag & os.ST_RDONLY),
+    }
+
+
+def _in_threads(func: Callable[[str], Any], items: list[str],
+                budget: float) -> dict[str, Any]:
+    """`func(item)` for each item, each in its own daemon thread, all within `budget`
+    seconds: the result, the OSError/ValueError raised, or None if it did not return."""
+    results: dict[str, Any] = {}
+
+    def work(item: str) -> None:
         try:
-            vfs = os.statvfs(point)
-            device = Path(point).stat().st_dev
-        except OSError as err:
-            results[point] = err.strerror or str(err)
-            return
-        results[point] = {
-            "st_dev": device,
-            "total_bytes": vfs.f_blocks * vfs.f_frsize,
-            "free_bytes": vfs.f_bfree * vfs.f_frsize,
-            "avail_bytes": vfs.f_bavail * vfs.f_frsize,
-            "inodes_total": vfs.f_files,
-            "inodes_free": vfs.f_ffree,
-            "readonly": bool(vfs.f_flag & os.ST_RDONLY),
-        }
+            results[item] = func(item)
+        except (OSError, ValueError) as err:
+            results[item] = err
 
-    threads = [threading.Thread(target=work, args=(point,), daemon=True,
-                                name="stackmedic-statfs") for point in points]
+    threads = [threading.Thread(target=work, args=(item,), daemon=True,
+                                name="stackmedic-statfs") for item in items]
     for thread in threads:
         thread.start()
     end = time.monotonic() + max(0.0, budget)
     for thread in threads:
         thread.join(max(0.0, end - time.monotonic()))
-    return {point: results.get(point, f"statfs timed out after {max(0.0, budget):.1f}s")
-            for point in points}
+    return {item: results.get(item) for item in items}

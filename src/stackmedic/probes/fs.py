@@ -8,8 +8,10 @@
 the kernel decides it for the configured user: owner, else group (the user's
 primary and supplementary groups), else other bits; search (x) on every directory
 on the way; root reads and writes anything and executes what has any x bit; nobody
-writes to a read-only mount. POSIX ACLs are not evaluated (evidence says when one
-is present). Without `user:` the verdict is for the doctor's own effective ids.
+writes to a read-only mount. A POSIX access ACL (`setfacl -m u:www-data:r`, read from
+the `system.posix_acl_access` attribute) is evaluated as the kernel's
+posix_acl_permission() does, on the path and on the directories above it. Without
+`user:` the verdict is for the doctor's own effective ids.
 
 `stale` counts files older than N days (count and bytes, the oldest named) with a
 walk bounded in entries and time; a bounded walk says so and its counts are then
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stackmedic.checks import CollectContext, Facts, Probe, RuleContext
 from stackmedic.config import ComponentBase
 from stackmedic.findings import Finding, Severity
-from stackmedic.probes._hostfacts import EVIDENCE_CAP, human_bytes
+from stackmedic.probes._hostfacts import EVIDENCE_CAP, applicable_remedy, human_bytes
 from stackmedic.thresholds import Threshold
 
 Access = Literal["exist", "read", "write", "execute"]
@@ -54,9 +56,10 @@ class StaleCheck(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     dir: str
-    older_than_days: float = Field(7, gt=0)
+    older_than_days: float = Field(7, gt=0, allow_inf_nan=False)
     pattern: str = Field("*", description="shell pattern matched against file names")
-    recursive: bool = True
+    recursive: bool = Field(True, description=(
+        "descend into subdirectories on the same filesystem (as `find -xdev`)"))
     warn_files: int | None = Field(None, ge=1, description="overrides the warning threshold")
     crit_files: int | None = Field(None, ge=1, description="overrides the critical threshold")
     max_entries: int = Field(100_000, ge=1, description="directory entries visited at most")
@@ -98,8 +101,13 @@ def _user_facts(user: str | None) -> dict[str, Any]:
         return {"name": name, "uid": uid, "gids": sorted({os.getegid(), *os.getgroups()}),
                 "effective": True}
     try:
-        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-    except KeyError:
+        entry = pwd.getpwuid(int(user)) if user.isdecimal() else pwd.getpwnam(user)
+    except (KeyError, ValueError, OverflowError):  # ValueError: a NUL in the name
+        if user.isdecimal() and int(user) < 2**32 - 1:
+            # A container's arbitrary uid often has no passwd entry: the kernel still
+            # applies owner and other bits to it; no group is known to apply.
+            return {"name": user, "uid": int(user), "gids": [], "effective": False,
+                    "note": "uid not in the password database: no group membership known"}
         return {"name": user, "error": "no such user"}
     return {"name": entry.pw_name, "uid": entry.pw_uid,
             "gids": sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid))), "effective": False}
@@ -111,15 +119,19 @@ def _stat_facts(path: str) -> dict[str, Any]:
     try:
         info = Path(absolute).stat()
     except FileNotFoundError:
-        return {"exists": False}
-    except OSError as err:
-        return {"exists": None, "error": err.strerror or str(err)}
+        try:  # a symlink whose target is gone says where it points
+            return {"exists": False, "dangling_to": str(Path(absolute).readlink())}
+        except OSError:
+            return {"exists": False}
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the configured path
+        return {"exists": None, "error": getattr(err, "strerror", None) or str(err)}
     # A symlink in the path means both the literal and the resolved directories are walked.
     walked = dict.fromkeys([*_ancestors(absolute), *_ancestors(os.path.realpath(absolute))])
     parents = []
     for directory in walked:
         try:
-            parents.append({"path": directory, **_owner_mode(Path(directory).stat())})
+            parents.append(_with_acl(directory, {"path": directory,
+                                                 **_owner_mode(Path(directory).stat())}))
         except OSError:
             continue
     try:
@@ -127,8 +139,23 @@ def _stat_facts(path: str) -> dict[str, Any]:
     except OSError:
         readonly = False
     return {"exists": True, "kind": "dir" if stat.S_ISDIR(info.st_mode) else
-            "file" if stat.S_ISREG(info.st_mode) else "other", **_owner_mode(info),
-            "parents": parents, "readonly_fs": readonly, "acl": _has_acl(absolute)}
+            "file" if stat.S_ISREG(info.st_mode) else "other",
+            **_with_acl(absolute, _owner_mode(info)),
+            "parents": parents, "readonly_fs": readonly, "acl": _has_acl(absolute),
+            "mountpoint": _mountpoint(os.path.realpath(absolute), info.st_dev)}
+
+
+def _mountpoint(real: str, device: int) -> str:
+    """The top directory of the filesystem holding `real` (for `mount -o remount`)."""
+    top = real
+    for directory in reversed(_ancestors(real)):
+        try:
+            if Path(directory).stat().st_dev != device:
+                break
+        except OSError:
+            break
+        top = directory
+    return top
 
 
 def _ancestors(path: str) -> list[str]:
@@ -153,11 +180,58 @@ def _owner_mode(info: os.stat_result) -> dict[str, Any]:
             "mode": stat.S_IMODE(info.st_mode)}
 
 
+def _with_acl(path: str, facts: dict[str, Any]) -> dict[str, Any]:
+    entries = _acl_entries(path)
+    return {**facts, "acl_entries": entries} if entries else facts
+
+
 def _has_acl(path: str) -> bool:
     try:
         return "system.posix_acl_access" in os.listxattr(path)
     except (OSError, AttributeError):  # no xattrs here (or not Linux)
         return False
+
+
+# Tags of a POSIX ACL entry, as <linux/posix_acl.h> numbers them.
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 1, 2, 4, 8, 16, 32
+_ACL_CAP = 256  # entries read at most (the xattr itself is at most 64 KiB)
+
+
+def _acl_entries(path: str) -> list[list[int]] | None:
+    """The access ACL of `path` as [tag, perm, id] entries, or None without one.
+
+    The xattr is a little-endian u32 version (2) followed by (u16 tag, u16 perm,
+    u32 id) entries, sorted by tag and id, which is the order the kernel walks."""
+    import struct
+
+    try:
+        raw = os.getxattr(path, "system.posix_acl_access")
+    except (OSError, AttributeError):  # no ACL, no xattr support, or not Linux
+        return None
+    if len(raw) < 4 or struct.unpack_from("<I", raw)[0] != 2 or (len(raw) - 4) % 8:
+        return None
+    count = min((len(raw) - 4) // 8, _ACL_CAP)
+    return [list(struct.unpack_from("<HHI", raw, 4 + 8 * i)) for i in range(count)]
+
+
+def _acl_allows(entries: list[list[int]], bit: int, target: dict[str, Any],
+                user: dict[str, Any]) -> bool:
+    """posix_acl_permission() for one permission bit (4 r, 2 w, 1 x)."""
+    found = False
+    mask = next((perm for tag, perm, _id in entries if tag == ACL_MASK), 7)
+    for tag, perm, ident in entries:
+        if tag == ACL_USER_OBJ and user["uid"] == target["uid"]:
+            return bool(perm & bit)
+        if tag == ACL_USER and user["uid"] == ident:
+            return bool(perm & mask & bit)
+        if (tag == ACL_GROUP_OBJ and target["gid"] in user["gids"]) or \
+                (tag == ACL_GROUP and ident in user["gids"]):
+            found = True
+            if perm & bit:
+                return bool(perm & mask & bit)
+        if tag == ACL_OTHER:
+            return not found and bool(perm & bit)
+    return False
 
 
 @probe.collector("stale", timeout=10.0)
@@ -177,9 +251,17 @@ def _scan(check: StaleCheck, now: float, deadline: float) -> dict[str, Any]:
     import heapq
 
     cutoff = now - check.older_than_days * 86400
-    facts: dict[str, Any] = {**check.model_dump(), "exists": Path(check.dir).is_dir(),
-                             "count": 0, "bytes": 0, "visited": 0, "unreadable": 0,
-                             "capped": None}
+    facts: dict[str, Any] = {**check.model_dump(), "exists": False, "count": 0, "bytes": 0,
+                             "visited": 0, "unreadable": 0, "other_fs": 0, "capped": None}
+    try:
+        top = Path(check.dir).stat()
+        facts["exists"] = stat.S_ISDIR(top.st_mode) or None
+        if not facts["exists"]:
+            facts["error"] = "not a directory"
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as err:  # no permission to reach it; a NUL in the path
+        facts.update(exists=None, error=getattr(err, "strerror", None) or str(err))
     oldest: list[tuple[float, str, int]] = []  # (-mtime, path, size): a heap of the oldest
     stack = [check.dir] if facts["exists"] else []
     while stack and facts["capped"] is None:
@@ -196,8 +278,13 @@ def _scan(check: StaleCheck, now: float, deadline: float) -> dict[str, Any]:
                     break
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        if check.recursive:
+                        # Stay on one filesystem, as the runbook's `find -xdev` does: a
+                        # volume mounted below is not this directory's backlog.
+                        if check.recursive and \
+                                entry.stat(follow_symlinks=False).st_dev == top.st_dev:
                             stack.append(entry.path)
+                        elif check.recursive:
+                            facts["other_fs"] += 1
                         continue
                     if not entry.is_file(follow_symlinks=False) or \
                             not fnmatch.fnmatch(entry.name, check.pattern):
@@ -227,6 +314,8 @@ def allowed(need: str, target: dict[str, Any], user: dict[str, Any], is_dir: boo
     if user["uid"] == 0:
         # Root bypasses permission bits, except that executing a file needs some x bit.
         return need != "execute" or is_dir or bool(mode & 0o111)
+    if target.get("acl_entries"):
+        return _acl_allows(target["acl_entries"], _BITS[need], target, user)
     if user["uid"] == target["uid"]:
         bits = mode >> 6  # the owner class applies even when group/other would allow more
     elif target["gid"] in user["gids"]:
@@ -256,10 +345,13 @@ def _path_findings(item: dict[str, Any], ctx: RuleContext) -> Iterator[Finding]:
     wrong_type = item["exists"] and item["type"] not in ("any", item["kind"])
     if not item["exists"] or wrong_type:
         what = f"is a {item['kind']}, expected a {item['type']}" if wrong_type else \
-            "does not exist"
+            f"is a symlink to {item['dangling_to']}, which does not exist" \
+            if item.get("dangling_to") else "does not exist"
         yield ctx.finding("fs.missing", Severity.CRITICAL, f"{path} {what}", observed=1,
                           evidence={**base, "expected_type": item["type"],
-                                    "actual_type": item.get("kind")}, identity=("path",),
+                                    "actual_type": item.get("kind"),
+                                    "dangling_to": item.get("dangling_to")},
+                          identity=("path",),
                           cause="not created by the deployment, removed by a cleanup job, or "
                                 "the volume holding it is not mounted")
         return
@@ -277,21 +369,22 @@ def _access_finding(item: dict[str, Any], base: dict[str, Any], ctx: RuleContext
     path, user = item["path"], item["user"]
     mode = f"{item['mode']:04o}"
     evidence = {**base, "uid": user["uid"], "gids": user["gids"], "owner": item["owner"],
-                "group": item["group"], "mode": mode, "acl": item["acl"]}
+                "group": item["group"], "mode": mode, "acl": item["acl"],
+                "effective": user.get("effective", False)}
     # Reaching the path needs search permission on every directory above it.
     for parent in item["parents"]:
         if not allowed("execute", parent, user, is_dir=True):
             pmode = f"{parent['mode']:04o}"
-            evidence.update(denied=["search"], need="x", blocking_path=parent["path"],
+            evidence.update(denied=["search"], blocking_path=parent["path"],
                             blocking_owner=parent["owner"], blocking_group=parent["group"],
-                            blocking_mode=pmode)
-            return ctx.finding(
+                            blocking_mode=pmode, blocking_who=_who(parent, user))
+            return applicable_remedy(ctx.finding(
                 "fs.permission.denied", Severity.CRITICAL,
                 f"{user['name']} cannot reach {path}: {parent['path']} (mode {pmode} "
                 f"{parent['owner']}:{parent['group']}) denies search", observed=1,
                 evidence=evidence, identity=("path", "user"),
                 cause=f"{parent['path']} lacks the x bit for {user['name']}'s class "
-                      "(owner, group or other)")
+                      f"({_CLASS[evidence['blocking_who']]})"))
     needs = [need for need in item["must"] if need != "exist"]
     is_dir = item["kind"] == "dir"
     denied = [need for need in needs if not _may(need, item, user, is_dir)]
@@ -300,20 +393,57 @@ def _access_finding(item: dict[str, Any], base: dict[str, Any], ctx: RuleContext
         return ctx.finding("fs.permission.denied", Severity.OK,
                            f"{user['name']} can {what} {path}", observed=0,
                            evidence=evidence, identity=("path", "user"))
-    evidence.update(denied=denied, need="".join(_LETTER[need] for need in denied),
-                    readonly_fs=item["readonly_fs"])
-    ro = item["readonly_fs"] and "write" in denied and user["uid"] == 0
-    cause = ("the filesystem is mounted read-only" if ro else
-             f"mode {mode} {item['owner']}:{item['group']} gives {user['name']} no "
-             f"{'/'.join(denied)} (the service runs as another user than the files' owner, "
-             "or a deploy step reset ownership)")
-    if item["acl"]:
-        cause += "; a POSIX ACL is present and may change this verdict (getfacl)"
-    return ctx.finding("fs.permission.denied", Severity.CRITICAL,
-                       f"{user['name']} cannot {'/'.join(denied)} {path} "
-                       f"(mode {mode}, owner {item['owner']}:{item['group']})",
-                       observed=len(denied), evidence=evidence, identity=("path", "user"),
-                       cause=cause)
+    # The bits to grant: a directory's contents also need search (x) to be listed,
+    # opened, created or deleted, so `read` on a 0744 directory lacks x, not r.
+    missing = {letter for need in denied for letter in _missing_bits(need, item, user, is_dir)}
+    need = "".join(letter for letter in "rwx" if letter in missing)
+    readonly = item["readonly_fs"] and "write" in denied
+    evidence.update(denied=denied, readonly_fs=item["readonly_fs"])
+    if need:  # only bits a chmod can grant; absent when a read-only mount is the cause
+        evidence.update(need=need, who=_who(item, user))
+        if item.get("acl_entries"):
+            evidence["acl_grant"] = f"u:{user['name']}:{need}"
+    if readonly:
+        evidence["readonly_mount"] = item["mountpoint"]
+    causes = []
+    if readonly:
+        causes.append(f"the filesystem ({item['mountpoint']}) is mounted read-only")
+    if need and evidence["who"] == "u":
+        causes.append(f"mode {mode} gives its owner {user['name']} no {need} (the owner "
+                      "bits apply to the owner even where group or other bits allow more)")
+    elif need:
+        causes.append(f"mode {mode} {item['owner']}:{item['group']} gives {user['name']} "
+                      f"({_CLASS[evidence['who']]}) no {need} (the service runs as another "
+                      "user than the files' owner, or a deploy step reset ownership)")
+    cause = "; ".join(causes)
+    if item.get("acl_entries"):
+        cause += "; the verdict follows the path's POSIX ACL (getfacl -p shows it)"
+    return applicable_remedy(ctx.finding(
+        "fs.permission.denied", Severity.CRITICAL,
+        f"{user['name']} cannot {'/'.join(denied)} {path} "
+        f"(mode {mode}, owner {item['owner']}:{item['group']})",
+        observed=len(denied), evidence=evidence, identity=("path", "user"), cause=cause))
+
+
+_CLASS = {"u": "its owner", "g": "in its group", "o": "other"}
+
+
+def _who(target: dict[str, Any], user: dict[str, Any]) -> str:
+    """The chmod class whose bits apply to `user` on `target`: u, g or o (root: u, as
+    for root any x bit will do)."""
+    if user["uid"] in (0, target["uid"]):
+        return "u"
+    return "g" if target["gid"] in user["gids"] else "o"
+
+
+def _missing_bits(need: str, item: dict[str, Any], user: dict[str, Any],
+                  is_dir: bool) -> str:
+    """The letters `user` lacks for `need` on the path itself (none when only a
+    read-only mount denies it)."""
+    letters = "" if allowed(need, item, user, is_dir) else _LETTER[need]
+    if is_dir and need != "execute" and not allowed("execute", item, user, is_dir):
+        letters += "x"
+    return letters
 
 
 def _may(need: str, item: dict[str, Any], user: dict[str, Any], is_dir: bool) -> bool:
@@ -332,6 +462,14 @@ def stale_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     """Old files in each directory, counted against `warn_files`/`crit_files`."""
     for scan in facts["dirs"]:
         where = scan["dir"]
+        if scan["exists"] is None:
+            yield ctx.finding("fs.stale.files", Severity.UNKNOWN,
+                              f"cannot walk {where}: {scan['error']}",
+                              evidence={"dir": where, "pattern": scan["pattern"],
+                                        "error": scan["error"]}, identity=("dir", "pattern"),
+                              cause="the doctor itself cannot reach the directory, or "
+                                    "the path is not a directory")
+            continue
         if not scan["exists"]:
             yield ctx.finding("fs.missing", Severity.WARNING,
                               f"{where} (watched for stale files) does not exist",
@@ -354,8 +492,8 @@ def _stale_finding(scan: dict[str, Any], ctx: RuleContext) -> Finding:
                 "at least this many)"
     days = f"{scan['older_than_days']:g}"
     evidence = {key: scan[key] for key in ("dir", "pattern", "older_than_days", "count",
-                                           "bytes", "visited", "unreadable", "capped",
-                                           "oldest")}
+                                           "bytes", "visited", "unreadable", "other_fs",
+                                           "capped", "oldest")}
     evidence.update(bytes_human=human_bytes(scan["bytes"]),
                     older_than_minutes=round(scan["older_than_days"] * 1440))  # for find -mmin
     return ctx.finding(

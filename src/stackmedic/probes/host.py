@@ -21,7 +21,7 @@ from pydantic import Field
 
 from stackmedic.checks import CollectContext, Facts, Probe, RuleContext
 from stackmedic.config import ComponentBase
-from stackmedic.findings import Finding, Severity
+from stackmedic.findings import Finding, Remedy, Severity
 from stackmedic.probes._hostfacts import (
     EVIDENCE_CAP,
     describe_process,
@@ -192,23 +192,37 @@ def _mount_findings(mount: dict[str, Any], ctx: RuleContext) -> Iterator[Finding
     base = {k: mount.get(k) for k in ("mountpoint", "device", "fstype")}
     if "error" in mount:
         hung = "timed out" in mount["error"]
+        # The runbook's `du`/`lsof` on a mount whose statfs hangs would hang the
+        # operator's shell too: a hung mount gets steps about the mount itself.
+        steps = (f"Find the server behind it without touching the mount: `grep ' {where} ' "
+                 "/proc/mounts` (and `timeout 5 showmount -e SERVER` / `ping SERVER`)",
+                 "If the server is back, the mount recovers by itself; if it is gone for "
+                 f"good, detach the mount: `umount -f -l {where}`",
+                 "Remount network filesystems with `soft,timeo=` or `x-systemd.automount` "
+                 "where blocking forever is worse than an error") if hung else ()
         yield ctx.finding("host.disk.full", Severity.UNKNOWN,
                           f"cannot read usage of {where}: {mount['error']}",
                           evidence={**base, "error": mount["error"]}, identity=("mountpoint",),
                           cause="a network filesystem whose server does not answer hangs "
-                                "statfs()" if hung else None)
+                                "statfs()" if hung else None,
+                          remedy=Remedy("host.disk.full", steps) if hung else None)
         return
     used, avail = mount["total_bytes"] - mount["free_bytes"], mount["avail_bytes"]
     if used + avail > 0:
         ratio = used / (used + avail)
+        # No symptom of its own (yet), but a data mount the kernel remounted read-only
+        # after I/O errors is the first thing an operator must see next to its usage.
+        readonly = " (mounted read-only)" if mount.get("readonly") else ""
         yield judge(ctx, "host.disk.full", round(ratio, 4),
                     f"{where} is {ratio:.0%} full ({human_bytes(avail)} free of "
-                    f"{human_bytes(mount['total_bytes'])})",
+                    f"{human_bytes(mount['total_bytes'])}){readonly}",
                     cause="data, logs or temporary files growing without rotation or cleanup "
                           "(or deleted files still held open)",
                     evidence={**base, "used_bytes": used, "avail_bytes": avail,
                               "total_bytes": mount["total_bytes"],
-                              "avail_human": human_bytes(avail)},
+                              "avail_human": human_bytes(avail),
+                              "readonly": mount.get("readonly", False),
+                              **_grow_command(mount)},
                     identity=("mountpoint",))
     if mount["inodes_total"] > 0:
         inodes_used = mount["inodes_total"] - mount["inodes_free"]
@@ -222,6 +236,21 @@ def _mount_findings(mount: dict[str, Any], ctx: RuleContext) -> Iterator[Finding
                               "inodes_free": mount["inodes_free"],
                               "inodes_total": mount["inodes_total"]},
                     identity=("mountpoint",))
+
+
+def _grow_command(mount: dict[str, Any]) -> dict[str, str]:
+    """How to grow this filesystem once its volume is bigger (none for unknown types)."""
+    fstype, where, device = mount.get("fstype") or "", mount["mountpoint"], mount.get("device")
+    if fstype in ("ext2", "ext3", "ext4") and device:
+        return {"grow_command": f"resize2fs {device}"}
+    if fstype == "xfs":
+        return {"grow_command": f"xfs_growfs {where}"}
+    if fstype == "btrfs":
+        return {"grow_command": f"btrfs filesystem resize max {where}"}
+    if fstype == "tmpfs":  # memory-backed: no volume, only its size option
+        size = 2 * int(mount.get("total_bytes") or 0) // (1024 * 1024) or 64
+        return {"grow_command": f"mount -o remount,size={size}M {where}"}
+    return {}
 
 
 @probe.rule("host.memory", uses="usage", symptoms=["host.memory.pressure"],
@@ -327,11 +356,14 @@ def fd_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     if system and system["max"] > 0:
         used = system["allocated"] - system["unused"]
         ratio = used / system["max"]
-        yield judge(ctx, "host.fd.exhausted", round(ratio, 6),
+        # Three significant digits, not decimals: with fs.file-max at LONG_MAX (systemd's
+        # default) any real count rounds to 0 decimals and would read as "none open".
+        yield judge(ctx, "host.fd.exhausted", float(f"{ratio:.3g}"),
                     f"{used} of {system['max']} system file handles in use ({ratio:.0%})",
                     cause="a process leaking descriptors (sockets, files), or fs.file-max "
                           "too low for the workload",
-                    evidence={"scope": "system", **system, **(facts.get("largest") or {})},
+                    evidence={"scope": "system", **system, **(facts.get("largest") or {}),
+                              "suggested_file_max": _raised(system["max"], 2097152)},
                     identity=("scope",))
     processes = facts.get("processes") or []
     if processes:
@@ -343,5 +375,12 @@ def fd_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                     cause=f"{worst['name']} leaks descriptors (connections or files never "
                           "closed), or its RLIMIT_NOFILE soft limit is too low for its load",
                     evidence={"scope": "process", **worst, "processes": processes,
-                              "scanned": facts["scanned"], "capped": facts["capped"]},
+                              "scanned": facts["scanned"], "capped": facts["capped"],
+                              "suggested_nofile": _raised(worst["soft_limit"], 65536)},
                     identity=("scope", "name"))
+
+
+def _raised(current: int, floor: int) -> int:
+    """A limit to suggest: at least `floor`, and never below twice the current one (a
+    fixed number would lower a limit that is already higher)."""
+    return max(floor, 2 * current)

@@ -12,6 +12,8 @@ another program) finds the expected processes and reports:
   working set is not called a leak; the rate is judged in bytes/s;
 - `process.port.conflict`: with `port:`, a TCP socket listening on that port owned by
   a process that is neither a matched one nor a child of one (the holder is named).
+  Every listener on the port is judged, not just the first few: with SO_REUSEPORT a
+  service may open one socket per worker, and a foreign one can hide among them.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from stackmedic.checks import CollectContext, Facts, Probe, RuleContext
 from stackmedic.config import ComponentBase
 from stackmedic.findings import Finding, Severity
 from stackmedic.probes._hostfacts import (
-    CMDLINE_CAP,
     EVIDENCE_CAP,
+    applicable_remedy,
     describe_process,
     human_bytes,
+    join_cmdline,
     judge,
     read_capped,
     spread,
@@ -44,6 +47,10 @@ from stackmedic.thresholds import Threshold
 MIN_FIT = 0.8  # r² of the least-squares line below which growth is called noise
 MIN_RISING = 0.6  # share of sample-to-sample steps that must rise to call growth steady
 _MIB_MIN = 60 / (1024 * 1024)  # bytes/s → MiB/min
+LISTENER_CAP = 256  # listening sockets on one port kept in facts (one per worker with
+                    # SO_REUSEPORT); evidence shows EVIDENCE_CAP of them
+_PID = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() accepts '²'
+_PROGRAM = re.compile(r"[A-Za-z0-9_.@+-]+(?=\s|$)")  # `gunicorn .*app` → gunicorn
 
 
 class ProcessComponent(ComponentBase):
@@ -99,16 +106,19 @@ def _matches(component: ProcessComponent, info: dict[str, Any]) -> bool:
 
 
 def _read_pidfile(path: str) -> dict[str, Any]:
-    """The pidfile's state: missing, unreadable, invalid, or the pid it names."""
+    """The pidfile's state: missing, unreadable, invalid, or the pid on its first line
+    (PostgreSQL's postmaster.pid and others put more lines after it)."""
     try:
-        text = read_capped(path, 64).strip()
+        text = read_capped(path, 256)
     except FileNotFoundError:
         return {"path": path, "state": "missing"}
-    except OSError as err:
-        return {"path": path, "state": "unreadable", "error": err.strerror or str(err)}
-    if not text.isdigit() or int(text) <= 0:
-        return {"path": path, "state": "invalid", "content": text[:40]}
-    return {"path": path, "state": "ok", "pid": int(text)}
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the configured path
+        return {"path": path, "state": "unreadable",
+                "error": getattr(err, "strerror", None) or str(err)}
+    first = text.strip().split("\n", 1)[0].strip()
+    if not _PID.fullmatch(first) or int(first) <= 0:
+        return {"path": path, "state": "invalid", "content": text.strip()[:40]}
+    return {"path": path, "state": "ok", "pid": int(first)}
 
 
 def match(component: ProcessComponent) -> dict[str, Any]:
@@ -140,7 +150,7 @@ def match(component: ProcessComponent) -> dict[str, Any]:
             zombies += 1
             continue
         processes.append({"pid": info["pid"], "name": info["name"],
-                          "cmdline": " ".join(info["cmdline"] or []).strip()[:CMDLINE_CAP] or None,
+                          "cmdline": join_cmdline(info["cmdline"]),
                           "rss_bytes": info["memory_info"].rss if info["memory_info"] else None})
     if pidfile is not None and not processes:
         pidfile = {**pidfile, "state": "dead" if zombies else "mismatch",
@@ -216,7 +226,9 @@ def port_collector(component: ProcessComponent, ctx: CollectContext) -> Facts | 
                 ancestors = [p.pid for p in psutil.Process(sock.pid).parents()]
         listeners.append({**describe_process(sock.pid), "address": f"{sock.laddr.ip}",
                           "ancestors": ancestors})
-    return {"port": component.port, "listeners": listeners[:EVIDENCE_CAP],
+        if len(listeners) >= LISTENER_CAP:
+            break
+    return {"port": component.port, "listeners": listeners,
             "matched_pids": [p["pid"] for p in match(component)["processes"]]}
 
 
@@ -240,8 +252,7 @@ def running_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     evidence = {**facts, "expected": what,
                 "pid": facts["processes"][0]["pid"] if count else pidfile.get("pid"),
                 "pidfile_path": pidfile.get("path"), "pidfile_state": pidfile.get("state"),
-                "service": facts["selector"].get("name") or Path(
-                    pidfile.get("path") or "").name.removesuffix(".pid") or "<service>"}
+                "service": _service_name(facts["selector"], ctx.component)}
     if count >= wanted:
         yield ctx.finding("process.down", Severity.OK, f"{count} process(es) match {what}",
                           observed=count, threshold=wanted, unit="processes", evidence=evidence)
@@ -258,9 +269,22 @@ def running_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                 "(see its logs)" if count == 0 else "some workers died or were not started"
     if facts["zombies"]:
         cause += f"; {facts['zombies']} matching zombie(s) wait for their parent to reap them"
-    yield ctx.finding("process.down", Severity.CRITICAL if count == 0 else Severity.WARNING,
-                      summary, observed=count, threshold=wanted, unit="processes",
-                      evidence=evidence, cause=cause)
+    yield applicable_remedy(ctx.finding(
+        "process.down", Severity.CRITICAL if count == 0 else Severity.WARNING, summary,
+        observed=count, threshold=wanted, unit="processes", evidence=evidence, cause=cause))
+
+
+def _service_name(selector: dict[str, str], component: str) -> str:
+    """The best guess at the unit name the runbook's `systemctl`/`journalctl` need: the
+    process name, the pidfile's stem, the program a cmdline pattern starts with, or
+    else the component's own name in the stack file."""
+    if "name" in selector:
+        return selector["name"]
+    if "pidfile" in selector and (stem := Path(selector["pidfile"]).name.removesuffix(".pid")):
+        return stem
+    if "cmdline" in selector and (word := _PROGRAM.match(selector["cmdline"].lstrip("^"))):
+        return Path(word.group()).name
+    return component
 
 
 def fit_growth(samples: list[list[float]]) -> dict[str, float]:
@@ -336,7 +360,8 @@ def port_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     ours = set(facts["matched_pids"])
     foreign = [s for s in facts["listeners"]
                if s["pid"] is None or not ours & {s["pid"], *s["ancestors"]}]
-    evidence = {"port": port, "listeners": facts["listeners"], "matched_pids": sorted(ours)}
+    evidence = {"port": port, "listeners": facts["listeners"][:EVIDENCE_CAP],
+                "listener_count": len(facts["listeners"]), "matched_pids": sorted(ours)}
     if not foreign:
         state = "held by the expected process" if facts["listeners"] else "not listened on"
         yield ctx.finding("process.port.conflict", Severity.OK, f"port {port} is {state}",
@@ -347,9 +372,9 @@ def port_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                     holder_cmdline=holder["cmdline"], address=holder["address"])
     who = (f"pid {holder['pid']} ({holder['cmdline'] or holder['name']})"
            if holder["pid"] is not None else "a process this user cannot see")
-    yield ctx.finding(
+    yield applicable_remedy(ctx.finding(
         "process.port.conflict", Severity.CRITICAL if holder["pid"] else Severity.WARNING,
         f"port {port} is held by {who} on {holder['address']}, not by this service",
         observed=len(foreign), evidence=evidence, identity=("port",),
         cause="another program (or a stale copy of this one) bound the port first, so this "
-              "service cannot start or starts on another port")
+              "service cannot start or starts on another port"))
