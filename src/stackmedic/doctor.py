@@ -126,7 +126,7 @@ async def _collect_and_evaluate(
                          resources=resources)
     try:
         if spec.is_async:
-            facts = await _abandon_after(spec.func(component, ctx), timeout)  # type: ignore[arg-type]
+            facts = await _abandon_after(spec.func(component, ctx), timeout)
         else:
             facts = await asyncio.wait_for(_in_daemon_thread(spec.func, component, ctx), timeout)
     except TimeoutError:
