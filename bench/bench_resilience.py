@@ -3,20 +3,26 @@ purgatory. Run: `.venv/bin/python bench/bench_resilience.py` (peers are optional
 `pip install pybreaker circuitbreaker aiobreaker purgatory`; missing ones are skipped).
 
 Measures, in one process so the machine's state is shared:
-  success   ns of overhead per successful sync call (minus the bare call)
+  success   ns of overhead per successful sync call: `lambda: breaker.call(f)` minus
+            `lambda: f()` (the same call site, so the harness's lambda cancels out)
   async     ns of overhead per successful awaited call (minus the bare await)
-  open      ns per rejected call while open, caught by the caller (minus a bare raise/catch)
+  open      ns per rejected call while open, caught by the caller, minus a function
+            that raises at once called from the same site (`lambda: boom()`)
   trials    how many of 50 concurrent coroutines get through a half-open breaker
   blocks    allocated memory blocks left after 200,000 rejected calls
-Numbers are the best of several repeats (timeit's advice: the minimum is the least noisy)
-of process CPU time, not wall time: on a shared machine, time spent descheduled says
-nothing about the code.
+Every subject, peers included, is driven through the same kind of lambda. Numbers are
+medians of REPEAT rounds of process CPU time (not wall time: on a shared machine, time
+spent descheduled says nothing about the code); the rounds go round-robin over all
+subjects so a burst of load from other jobs hits every library alike. The last column
+is each library's overhead divided by stackmedic's, from the same run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import statistics
 import sys
 import time
 import timeit
@@ -24,25 +30,31 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-N = 200_000
-REPEAT = 5
+N = 50_000
+REPEAT = 21
 
 
-def best_ns(func: Callable[[], Any], n: int = N) -> float:
-    return min(timeit.repeat(func, number=n, repeat=REPEAT, timer=time.process_time)) / n * 1e9
+def once_ns(func: Callable[[], Any], n: int = N) -> float:
+    return timeit.timeit(func, number=n, timer=time.process_time) / n * 1e9
 
 
-def best_async_ns(make: Callable[[], Awaitable[Any]], n: int = N // 2) -> float:
+def once_async_ns(make: Callable[[], Awaitable[Any]], n: int = N // 2) -> float:
     async def loop() -> float:
-        best = float("inf")
-        for _ in range(REPEAT):
-            start = time.process_time()
-            for _ in range(n):
-                await make()
-            best = min(best, time.process_time() - start)
-        return best / n * 1e9
+        start = time.process_time()
+        for _ in range(n):
+            await make()
+        return (time.process_time() - start) / n * 1e9
 
     return asyncio.run(loop())
+
+
+def medians(jobs: dict[str, Callable[[], float]]) -> dict[str, float]:
+    """Median of REPEAT rounds per job, the rounds interleaved across jobs."""
+    samples: dict[str, list[float]] = {key: [] for key in jobs}
+    for _ in range(REPEAT):
+        for key, job in jobs.items():
+            samples[key].append(job())
+    return {key: statistics.median(values) for key, values in samples.items()}
 
 
 def noop() -> int:
@@ -143,7 +155,7 @@ def circuitbreaker_peer() -> Peer:
         time.sleep(0.02)
         return asyncio.run(half_open_trials(lambda f: cb(f)()))
 
-    return Peer("circuitbreaker", ok, aok, catching(dead), trials)
+    return Peer("circuitbreaker", lambda: ok(), lambda: aok(), catching(lambda: dead()), trials)
 
 
 def aiobreaker_peer() -> Peer:
@@ -204,7 +216,7 @@ def purgatory_peer() -> Peer:
 
         return asyncio.run(run())
 
-    return Peer("purgatory", ok, aok, catching(dead), trials)
+    return Peer("purgatory", lambda: ok(), lambda: aok(), catching(lambda: dead()), trials)
 
 
 def blocks_after(rejected: Callable[[], Any], n: int = 200_000) -> int:
@@ -223,21 +235,34 @@ def main() -> None:
             peers.append(factory())
         except ImportError as err:
             print(f"skipped {factory.__name__}: {err}")
-    bare = best_ns(noop)
-    abare = best_async_ns(anoop)
-    raise_bare = best_ns(catching(boom))
-    print(f"python {sys.version.split()[0]}; bare call {bare:.0f} ns, bare await {abare:.0f} ns,"
-          f" bare raise+catch {raise_bare:.0f} ns")
-    print(f"{'library':<16}{'success ns':>12}{'async ns':>10}{'open ns':>10}{'trials/50':>11}"
-          f"{'blocks':>9}")
+    jobs: dict[str, Callable[[], float]] = {
+        "bare": lambda: once_ns(lambda: noop()),
+        "abare": lambda: once_async_ns(lambda: anoop()),
+        "raise": lambda: once_ns(catching(lambda: boom()), N // 4),
+    }
     for peer in peers:
-        success = best_ns(peer.sync) - bare if peer.sync else None
-        asyn = best_async_ns(peer.asyncf) - abare if peer.asyncf else None
-        opened = best_ns(peer.rejected, N // 4) - raise_bare if peer.rejected else None
+        if peer.sync:
+            jobs[peer.name + " sync"] = functools.partial(once_ns, peer.sync)
+        if peer.asyncf:
+            jobs[peer.name + " async"] = functools.partial(once_async_ns, peer.asyncf)
+        if peer.rejected:
+            jobs[peer.name + " open"] = functools.partial(once_ns, peer.rejected, N // 4)
+    med = medians(jobs)
+    print(f"python {sys.version.split()[0]}; {REPEAT} rounds, medians of CPU time; "
+          f"call site {med['bare']:.0f} ns, await {med['abare']:.0f} ns, "
+          f"raise+catch {med['raise']:.0f} ns")
+    print(f"{'library':<16}{'success ns':>12}{'async ns':>10}{'open ns':>10}{'trials/50':>11}"
+          f"{'blocks':>9}   x stackmedic (sync/async/open)")
+    base = {"sync": med["bare"], "async": med["abare"], "open": med["raise"]}
+    ours_ = {kind: med[f"{peers[0].name} {kind}"] - base[kind] for kind in base}
+    for peer in peers:
+        row = {kind: med[f"{peer.name} {kind}"] - base[kind]
+               if f"{peer.name} {kind}" in med else None for kind in base}
         trials = peer.trials() if peer.trials else None
         blocks = blocks_after(peer.rejected) if peer.rejected else None
-        print(f"{peer.name:<16}{fmt(success):>12}{fmt(asyn):>10}{fmt(opened):>10}"
-              f"{fmt(trials):>11}{fmt(blocks):>9}")
+        ratios = "/".join("-" if row[k] is None else f"{row[k] / ours_[k]:.1f}" for k in base)
+        print(f"{peer.name:<16}{fmt(row['sync']):>12}{fmt(row['async']):>10}"
+              f"{fmt(row['open']):>10}{fmt(trials):>11}{fmt(blocks):>9}   {ratios}")
 
 
 def fmt(value: float | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -104,3 +105,53 @@ def test_admin_forces_states_and_degradation_and_validates_input() -> None:
     assert registry["search"].state.label == "forced_open"
     assert (bad.status_code, missing.status_code, wrong.status_code) == (400, 404, 401)
     assert level.json()["level"] == "degraded"
+
+
+def test_importing_observe_loads_neither_entities_nor_the_event_store() -> None:
+    """`import stackmedic.observe` leaves the entities and event-store packages unloaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys, stackmedic.observe; "
+            "print(sorted(m for m in sys.modules if m.startswith(('stackmedic.entities', "
+            "'stackmedic.eventstore'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_entities_and_event_store_state_appear_under_components(tmp_path: Any) -> None:
+    """add_entities() and add_event_store() put live domain-event and store state in
+    the document, read afresh at each snapshot."""
+    from dataclasses import dataclass
+
+    from stackmedic.entities import TimestampedEntity
+    from stackmedic.eventstore import NO_STREAM, NewEvent, open_store
+
+    @dataclass(eq=False)
+    class Parcel(TimestampedEntity):
+        id: str
+
+        def entity_id(self) -> str:
+            return self.id
+
+        def validate(self) -> Any:
+            return iter(())
+
+    diagnostics = Diagnostics(service="shop")
+    diagnostics.add_entities()
+    with open_store(f"sqlite:///{tmp_path / 'events.db'}") as store:
+        diagnostics.add_event_store(store, name="events")
+        before = diagnostics.snapshot()["components"]
+        parcel = Parcel("p-1")
+        parcel.touch("packed")
+        parcel.touch("shipped")
+        store.append("parcel-1", [NewEvent("packed", {}), NewEvent("shipped", {})],
+                     expected=NO_STREAM)
+        after = diagnostics.snapshot()["components"]
+    assert after["entities"]["undispatched_events"] \
+        == before["entities"]["undispatched_events"] + 2
+    assert after["entities"]["by_class"][Parcel.__qualname__] == 2
+    assert (before["events"]["appended"], after["events"]["appended"]) == (0, 2)
+    assert after["events"]["head"] == 2 and after["events"]["backend"] == "sqlite"
+    json.dumps(after)

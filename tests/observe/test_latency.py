@@ -95,3 +95,34 @@ def test_track_decorator_and_context_manager_count_calls_and_errors() -> None:
     snap = tracker.snapshot()
     assert {op: (s["count"], s["errors"]) for op, s in snap.items()} == {
         "async": (1, 1), "block": (1, 1), "sync": (1, 0)}
+
+
+def test_concurrent_records_are_all_counted() -> None:
+    """Values recorded from many threads at once, across batch flushes, are all counted."""
+    import threading
+
+    tracker = LatencyTracker()
+    barrier = threading.Barrier(8)
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        barrier.wait()
+        for _ in range(10_000):
+            tracker.record("op", rng.expovariate(50))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert tracker.snapshot()["op"]["count"] == 80_000
+
+
+def test_buffered_adds_are_visible_to_every_read() -> None:
+    """Values still pending in a sketch show in count, sum, max, buckets and to_dict."""
+    sketch = LogSketch()
+    for v in (0.5, 0.25, 0.0):
+        sketch.add(v)
+    assert (sketch.count, sketch.sum, sketch.max, sketch.zeros) == (3, 0.75, 0.5, 1)
+    assert sum(sketch.buckets.values()) == 2
+    assert LogSketch.from_dict(sketch.to_dict()).quantile(1.0) == 0.5

@@ -165,6 +165,28 @@ def test_count_window_evicts_oldest_outcomes() -> None:
     assert (m.state, m.buffered_calls, m.failed_calls, m.failure_rate) == ("closed", 4, 1, 0.25)
 
 
+def test_lock_free_successes_keep_the_window_exact() -> None:
+    """Successes skipped on the lock-free paths (a window full of successes, a success
+    replacing a success) leave the window judging exactly the last `window_size` calls."""
+    breaker = CircuitBreaker("db", BreakerConfig(window_size=10, minimum_calls=10))
+
+    def rate() -> tuple[int, float | None]:
+        m = breaker.metrics()
+        return m.failed_calls, m.failure_rate
+
+    succeed(breaker, 20)            # the window fills, then is all successes
+    assert rate() == (0, 0.0)
+    fail(breaker, 4)
+    succeed(breaker, 6)             # last ten: 4 failures, 6 successes
+    assert rate() == (4, 0.4)
+    succeed(breaker, 4)             # the failures leave the window
+    assert rate() == (0, 0.0)
+    fail(breaker, 4)
+    assert breaker.state is State.CLOSED
+    fail(breaker)                   # 5 of the last 10
+    assert breaker.state is State.OPEN
+
+
 @pytest.mark.parametrize("window", ["count", "time"])
 def test_slow_call_rate_trips_the_breaker(window: Any) -> None:
     """Calls slower than the duration threshold trip the breaker by slow-call rate."""

@@ -5,7 +5,9 @@
     diagnostics.add_queue(orders_queue)
     diagnostics.add_latency(tracker)
     diagnostics.add_pool("db", lambda: {"in_use": pool.in_use, "max": pool.max_size})
-    diagnostics.register("events", lambda: {"projection_lag": 3})
+    diagnostics.register("jobs", lambda: {"stuck": 0})
+    diagnostics.add_entities()              # undispatched domain events, this process
+    diagnostics.add_event_store(store)      # counters, latency, head, checkpoints
 
 The document is the contract with the doctor's `app` component kind
 (`stackmedic.probes.app`), which turns it into findings. Its top-level keys:
@@ -25,12 +27,14 @@ A source that raises is reported as `{"error": "..."}` in its place, never as a 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from stackmedic.eventstore import EventStore
     from stackmedic.resilience import BreakerRegistry, DegradationManager
 
 __all__ = ["Diagnostics", "MetricsSource"]
@@ -86,6 +90,23 @@ class Diagnostics:
     def register(self, name: str, snapshot: Callable[[], Any]) -> None:
         """Any other state (domain-event counts, projection lag...) under `components`."""
         self._components[name] = snapshot
+
+    def add_entities(self, name: str = "entities") -> None:
+        """Undispatched domain events of this process (`stackmedic.entities.diagnostics`).
+
+        Imported here, not with this module: a service that never uses entities does
+        not load them.
+        """
+        from stackmedic import entities
+
+        self.register(name, entities.diagnostics)
+
+    def add_event_store(self, store: EventStore, name: str = "eventstore") -> None:
+        """An event store's counters, append latency, head and checkpoints
+        (`stackmedic.eventstore.diagnostics(store)`, read at each snapshot)."""
+        from stackmedic import eventstore
+
+        self.register(name, functools.partial(eventstore.diagnostics, store))
 
     def snapshot(self) -> dict[str, Any]:
         """The whole document (see the module docstring for its keys)."""

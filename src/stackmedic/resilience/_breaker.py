@@ -7,17 +7,23 @@ pybreaker serialises every call through one lock and purgatory grows while open.
 This one follows Resilience4j: failure *rate* and slow-call rate over a count- or
 time-based window with a minimum number of calls, OPEN for a wait that can back off
 on repeated trips, then HALF_OPEN with exactly `half_open_calls` trial calls granted
-under the lock. Measured beside them in one run (bench/bench_resilience.py, CPU ns per
-call on a loaded 2-core box): success 349 sync / 586 async against 762-1790 / 905-2216,
-open fast-fail 765 against 1112-3202, and 1 half-open trial of 50 where all let 50 in.
+under the lock. Measured beside them in one run (bench/bench_resilience.py, median CPU
+ns per call over the same call site, 2 shared cores; bench/RESULTS.md 2026-11-22 06:47):
+overhead 325 sync / 459 async, open fast-fail 532, against circuitbreaker's (the
+fastest peer) 588 / 843 / 879 and pybreaker's 1,844 / - / 2,811; under callgrind
+2,306 instructions per sync success and 2,794 per rejection against circuitbreaker's
+7,227 and 7,989. 1 half-open trial of 50 where the others let 50 in.
 
 Concurrency: one `threading.Lock` guards every transition and window update; it is
 only ever held for a few attribute updates, so asyncio code uses the same core (no
 await happens inside it). The permissive states are read without the lock from one
 int, `_token` = generation * 8 + state code, so a result is only counted against the
 state (and half-open round) that granted its call: stale results are dropped. Most
-calls take no lock at all: a fast success replacing a success in a count window only
-advances the position (`next()` on an itertools.count is atomic in CPython).
+calls take no lock at all. A fast success when the count window holds only fast
+successes changes nothing (`_clean_below`, one float comparison); a fast success
+replacing a success only advances the position (`next()` on an itertools.count is
+atomic in CPython); a call refused while open and not yet due is refused in `call`
+itself, before the lock.
 """
 
 from __future__ import annotations
@@ -98,6 +104,7 @@ class CircuitBreaker:
                       and config.failure_predicate is None else None)
         self._slow_after = config.slow_call_duration
         self._predicate = config.failure_predicate
+        self._clean_below = -1.0
 
     @property
     def state(self) -> State:
@@ -126,6 +133,7 @@ class CircuitBreaker:
         """Enter `state` under the lock: new generation, fresh counters."""
         old = self.state
         self._generation += 1
+        self._clean_below = -1.0
         self._token = self._generation * 8 + state.value
         if state is not State.OPEN:
             # An open breaker keeps the window that tripped it, so metrics() can say why.
@@ -237,7 +245,16 @@ class CircuitBreaker:
         window = self._window
         window.record(outcome, self._clock() if self._timed else 0.0, index)
         self._consecutive = self._consecutive + 1 if outcome & FAILED else 0
-        if not outcome or self._token & _MASK != _CLOSED:
+        if not outcome:
+            # A full count window of fast successes: the next fast success changes
+            # nothing at all (every rotation of an all-success ring is the same ring).
+            fast = self._fast
+            clean = (window is fast and fast.calls == fast.size
+                     and not fast.failures and not fast.slow)
+            self._clean_below = self._slow_after if clean else -1.0
+            return []
+        self._clean_below = -1.0
+        if self._token & _MASK != _CLOSED:
             return []
         cfg = self.config
         events: list[BreakerEvent] = []
@@ -268,27 +285,45 @@ class CircuitBreaker:
     def call(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `func` through the breaker; raises CircuitOpenError when refused."""
         token = self._token
-        if token & _MASK >= _PERMISSIVE:
+        if token & 7 >= 3:  # _MASK, _PERMISSIVE as literals: a global load is dearer
+            # Open and not yet due, nobody listening: reject right here, without the
+            # lock and without another frame (each frame an exception leaves costs a
+            # traceback entry). The counter may lose an increment under a race; it is
+            # a statistic. Everything else (due, half-open, listeners) takes the lock.
+            if token & 7 == 4 and not self._listeners:  # 4: _OPEN
+                wait = self._open_until - self._clock()
+                if wait > 0:
+                    self._not_permitted += 1
+                    raise CircuitOpenError(self.name, wait)
             token = self._acquire_locked()
         start = _now()
         try:
-            result = func(*args, **kwargs)
+            # `func(*args, **kwargs)` copies the (nearly always empty) dict first.
+            result = func(*args, **kwargs) if kwargs else func(*args)  # type: ignore[call-arg]
         except BaseException as exc:
             self._failed(token, start, exc)
             raise
         # The common case, inlined in `call` and `call_async` because a method call is a
-        # fifth of the budget: a fast success replacing a success in a count window
-        # changes nothing but the position, so it needs no lock and no state check (a
-        # stale token changes nothing here; `_record` checks it for anything else).
-        window = self._fast
-        if window is not None and _now() - start < self._slow_after:
-            i = next(window.seq) % window.size
-            if window.ring[i] == 0:
-                if self._consecutive:
-                    self._consecutive = 0
-                return result
-            self._record(token, 0, i)
+        # fifth of the budget. Lock-free when a fast success changes nothing but the
+        # position. `_clean_below` is the slow-call duration while the count window is
+        # full of fast successes (set under the lock; -1 after any other outcome and
+        # every transition): then a fast success does not even change the position
+        # (every rotation of an all-success ring is the same ring), so it is one
+        # comparison. Otherwise a success replacing a success only advances the ring.
+        # A stale token changes nothing here; `_record` checks it for anything else.
+        duration = _now() - start
+        if duration < self._clean_below:
             return result
+        if duration < self._slow_after:
+            window = self._fast
+            if window is not None:
+                i = next(window.seq) % window.size
+                if window.ring[i] == 0:
+                    if self._consecutive:
+                        self._consecutive = 0
+                    return result
+                self._record(token, 0, i)
+                return result
         self._succeeded(token, start, result)
         return result
 
@@ -296,27 +331,33 @@ class CircuitBreaker:
                          **kwargs: P.kwargs) -> T:
         """Await `func(...)` through the breaker; raises CircuitOpenError when refused."""
         token = self._token
-        if token & _MASK >= _PERMISSIVE:
+        if token & 7 >= 3:
+            if token & 7 == 4 and not self._listeners:
+                wait = self._open_until - self._clock()
+                if wait > 0:
+                    self._not_permitted += 1
+                    raise CircuitOpenError(self.name, wait)
             token = self._acquire_locked()
         start = _now()
         try:
-            result = await func(*args, **kwargs)
+            result = await (func(*args, **kwargs) if kwargs else func(*args))  # type: ignore[call-arg]
         except BaseException as exc:
             self._failed(token, start, exc)
             raise
-        # The common case, inlined in `call` and `call_async` because a method call is a
-        # fifth of the budget: a fast success replacing a success in a count window
-        # changes nothing but the position, so it needs no lock and no state check (a
-        # stale token changes nothing here; `_record` checks it for anything else).
-        window = self._fast
-        if window is not None and _now() - start < self._slow_after:
-            i = next(window.seq) % window.size
-            if window.ring[i] == 0:
-                if self._consecutive:
-                    self._consecutive = 0
-                return result
-            self._record(token, 0, i)
+        # The same fast path as in `call`.
+        duration = _now() - start
+        if duration < self._clean_below:
             return result
+        if duration < self._slow_after:
+            window = self._fast
+            if window is not None:
+                i = next(window.seq) % window.size
+                if window.ring[i] == 0:
+                    if self._consecutive:
+                        self._consecutive = 0
+                    return result
+                self._record(token, 0, i)
+                return result
         self._succeeded(token, start, result)
         return result
 
