@@ -252,10 +252,13 @@ def summary(runs: dict[str, list[float]]) -> list[str]:
 
 
 def record(lines: list[str], args: argparse.Namespace) -> None:
-    load = " ".join(os.getloadavg().__repr__().strip("()").split(", "))
-    header = (f"\n### bench_eventstore.py, {datetime.now(UTC):%Y-%m-%d %H:%M}Z "
-              f"({platform.python_version()}, {platform.machine()}, append {args.append:,}, "
-              f"scan {args.scan:,}, median of {args.repeat}, load average {load})\n")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    header = (f"\n## event store vs the `eventsourcing` library "
+              f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n\n"
+              f"Command: `.venv/bin/python bench/bench_eventstore.py --record` "
+              f"(Python {platform.python_version()}, {platform.machine()}, append "
+              f"{args.append:,}, scan {args.scan:,}, median of {args.repeat}, "
+              f"load average {load})\n\n")
     with open(ROOT / "bench" / "RESULTS.md", "a", encoding="utf-8") as out:
         out.write(header + "\n".join(lines) + "\n")
 
