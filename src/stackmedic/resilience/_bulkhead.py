@@ -13,14 +13,13 @@ at most `max_wait` seconds; beyond that BulkheadFullError is raised at once.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, ParamSpec, TypeVar
 
+from stackmedic.resilience._decorate import decorate
 from stackmedic.resilience._errors import BulkheadFullError
 
 __all__ = ["Bulkhead"]
@@ -156,16 +155,8 @@ class Bulkhead:
             return await func(*args, **kwargs)
 
     def __call__(self, func: Callable[P, T]) -> Callable[P, T]:
-        if inspect.iscoroutinefunction(func):
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call_async(func, *args, **kwargs)
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return self.call(func, *args, **kwargs)
-        return wrapper
+        """Decorator form for plain and `async def` functions."""
+        return decorate(self, func)
 
     def metrics(self) -> dict[str, Any]:
         """In-flight calls against the maximum: the shape /diagnostics uses for pools too."""

@@ -16,12 +16,12 @@ extras are off; MAINTENANCE turns everything off. The level is what an operator
 from __future__ import annotations
 
 import enum
-import functools
-import inspect
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar
+
+from stackmedic.resilience._decorate import decorate
 
 __all__ = ["DegradationManager", "Fallback", "Level"]
 
@@ -93,16 +93,8 @@ class Fallback(Generic[T]):
         return value
 
     def __call__(self, func: Callable[P, T]) -> Callable[P, T]:
-        if inspect.iscoroutinefunction(func):
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call_async(func, *args, **kwargs)
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return self.call(func, *args, **kwargs)
-        return wrapper
+        """Decorator form for plain and `async def` functions."""
+        return decorate(self, func)
 
 
 def _key(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Hashable:

@@ -14,10 +14,11 @@ time limit bounds one attempt, not the whole sequence.
 from __future__ import annotations
 
 import functools
-import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
+
+from stackmedic.resilience._decorate import decorate
 
 __all__ = ["Pipeline", "pipeline"]
 
@@ -76,16 +77,8 @@ class Pipeline:
             self.tracker.record(self.name, time.monotonic() - start, error)
 
     def __call__(self, func: Callable[P, T]) -> Callable[P, T]:
-        if inspect.iscoroutinefunction(func):
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call_async(func, *args, **kwargs)
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return self.call(func, *args, **kwargs)
-        return wrapper
+        """Decorator form for plain and `async def` functions."""
+        return decorate(self, func)
 
 
 def pipeline(name: str, *, fallback: _Layer | None = None, retry: _Layer | None = None,

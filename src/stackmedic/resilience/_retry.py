@@ -18,14 +18,13 @@ as is, with a note saying why retrying stopped.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, ParamSpec, TypeVar
 
+from stackmedic.resilience._decorate import decorate
 from stackmedic.resilience._errors import CircuitOpenError
 from stackmedic.resilience._queue import RecentCounter
 
@@ -172,16 +171,7 @@ class Retry:
 
     def __call__(self, func: Callable[P, T]) -> Callable[P, T]:
         """Decorator form for plain and `async def` functions."""
-        if inspect.iscoroutinefunction(func):
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call_async(func, *args, **kwargs)
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return self.call(func, *args, **kwargs)
-        return wrapper
+        return decorate(self, func)
 
     def metrics(self) -> dict[str, Any]:
         """Calls and retries over the last `window` seconds, for the retry-storm check."""
