@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from _results import Results
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared"
@@ -74,23 +76,8 @@ def time_drain3(path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, len(miner.drain.clusters)
 
 
-LINES: list[str] = []
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-    LINES.append(text)
-
-
-def record(command: str) -> None:
-    import platform
-    from datetime import UTC, datetime
-
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    with open(HERE / "RESULTS.md", "a", encoding="utf-8") as f:
-        f.write(f"\n## template miner vs drain3 ({stamp})\n\nCommand: `{command}`  \n"
-                f"Machine: {platform.machine()}, Python {platform.python_version()}\n\n```\n"
-                + "\n".join(LINES) + "\n```\n")
+RESULTS = Results("template miner vs drain3")
+say = RESULTS.say
 
 
 def drain3_per_line(path: str) -> None:
@@ -139,7 +126,8 @@ def main() -> int:
           f"({args.lines / ours_s:,.0f} lines/s, {ours_n} templates), drain3 {peer_s:.2f}s "
           f"({args.lines / peer_s:,.0f} lines/s, {peer_n} clusters): {peer_s / ours_s:.1f}x")
     if args.record:
-        record(".venv/bin/python bench/" + Path(__file__).name + " " + " ".join(sys.argv[1:]))
+        RESULTS.record(" ".join([".venv/bin/python", f"bench/{Path(__file__).name}",
+                                 *sys.argv[1:]]))
     return 0
 
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import yaml
+from _results import Results
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -105,23 +106,8 @@ def scan_in_child(path: Path, packs: list[str], workers: int = 0) -> tuple[float
     return float(secs), int(matched), int(rss)
 
 
-LINES: list[str] = []
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-    LINES.append(text)
-
-
-def record(command: str) -> None:
-    import platform
-    from datetime import UTC, datetime
-
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    with open(HERE / "RESULTS.md", "a", encoding="utf-8") as f:
-        f.write(f"\n## log signature scan vs ripgrep ({stamp})\n\nCommand: `{command}`  \n"
-                f"Machine: {platform.machine()}, Python {platform.python_version()}\n\n```\n"
-                + "\n".join(LINES) + "\n```\n")
+RESULTS = Results("log signature scan vs ripgrep")
+say = RESULTS.say
 
 
 def _burn(n: int) -> float:
@@ -193,7 +179,8 @@ def main() -> int:
               f"{matched:,} matched lines, peak RSS {rss / 1024:.0f} MiB (bound: 500 MiB)")
         big.unlink()
     if args.record:
-        record(".venv/bin/python bench/" + Path(__file__).name + " " + " ".join(sys.argv[1:]))
+        RESULTS.record(" ".join([".venv/bin/python", f"bench/{Path(__file__).name}",
+                                 *sys.argv[1:]]))
     return 0
 
 
