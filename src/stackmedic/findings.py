@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-__all__ = ["Finding", "Remedy", "Severity", "overall_status"]
+__all__ = ["Finding", "Remedy", "Severity", "overall_status", "sort_key"]
 
 
 class Severity(enum.Enum):
@@ -159,15 +159,3 @@ def sort_key(finding: Finding) -> tuple[int, int, str, str]:
     """Root causes first, then worst first, then by component and check."""
     return (0 if finding.root_cause else 1, -finding.severity.rank, finding.component,
             finding.check)
-
-
-def severity_of(value: str) -> Severity:
-    """Parse a severity name; raises ValueError naming the allowed names."""
-    try:
-        return Severity(value.lower())
-    except ValueError:
-        allowed = ", ".join(s.value for s in Severity)
-        raise ValueError(f"unknown severity {value!r} (expected one of: {allowed})") from None
-
-
-Evidence = Mapping[str, Any]
