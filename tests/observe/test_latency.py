@@ -126,3 +126,23 @@ def test_buffered_adds_are_visible_to_every_read() -> None:
     assert (sketch.count, sketch.sum, sketch.max, sketch.zeros) == (3, 0.75, 0.5, 1)
     assert sum(sketch.buckets.values()) == 2
     assert LogSketch.from_dict(sketch.to_dict()).quantile(1.0) == 0.5
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.05, 0.01, 0.001, 0.0002])
+def test_batches_bucket_like_single_values_and_keep_the_exact_max(alpha: float) -> None:
+    """Batch keys equal one-value keys, each bucket holds its values, the max stays exact."""
+    rng = random.Random(11)
+    values = [rng.lognormvariate(rng.uniform(-9, 2), rng.uniform(0.1, 2.5)) for _ in range(3000)]
+    values[::100] = [0.0, -1.0, float("nan"), float("inf"), 2.0 ** -40] * 6  # count as zero
+    fed = values + sorted(values[1:1000])  # rising batches move the max gate often
+    batched, single = LogSketch(alpha), LogSketch(alpha)
+    for v in fed:
+        batched.add(v)
+        single._add_one(v)
+    valid = [v for v in fed if 2.0 ** -31 <= v < 2.0 ** 1009]
+    assert batched.buckets == single.buckets
+    assert batched.zeros == single.zeros == len(fed) - len(valid) > 30
+    assert batched.max == single.max == max(valid)
+    for v in valid:
+        lo, hi = batched.bounds(single._key(v))
+        assert lo <= v < hi and hi / lo <= 1 + 2 * alpha

@@ -328,3 +328,130 @@ def test_memory_stays_constant_over_a_million_rejected_calls() -> None:
     grown = sys.getallocatedblocks() - before
     assert breaker.metrics().not_permitted_calls == 1_001_000
     assert grown < 50  # a leak of one object per call would be ~1,000,000 blocks
+
+
+def hung_trial_breaker(clock: Clock, max_wait: float | None
+                       ) -> tuple[CircuitBreaker, list[tuple[str, str]]]:
+    """A tripped breaker (wait 5 s, 2 trials) whose transitions are recorded."""
+    breaker = CircuitBreaker("dep", BreakerConfig(
+        consecutive_failures=1, wait_duration=5, half_open_calls=2,
+        max_wait_in_half_open=max_wait), clock=clock)
+    moves: list[tuple[str, str]] = []
+    breaker.add_listener(lambda e: moves.append((e.from_state, e.to_state))
+                         if isinstance(e, StateTransition) else None)
+    fail(breaker)
+    clock.now += 5
+    return breaker, moves
+
+
+def test_hung_sync_trials_send_the_breaker_back_to_open_after_max_wait() -> None:
+    """Trials blocked past max_wait_in_half_open reopen it; a later wait grants fresh trials."""
+    clock = Clock()
+    breaker, moves = hung_trial_breaker(clock, max_wait=3)
+    started, release = threading.Barrier(3), threading.Event()
+    outcomes: list[Any] = []
+
+    def hang() -> str:
+        started.wait()
+        release.wait(10)
+        return "late"
+
+    threads = [threading.Thread(target=lambda: outcomes.append(breaker.call(hang)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    started.wait()  # both trial permits are taken and their calls are blocked
+    with pytest.raises(CircuitOpenError) as refused:
+        breaker.call(lambda: 1)
+    assert refused.value.retry_after is None and breaker.state.label == "half_open"
+    clock.now += 2.9
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: 1)
+    assert breaker.state.label == "half_open"
+    clock.now += 0.1  # 3 s in half-open with no trial finished
+    with pytest.raises(CircuitOpenError) as refused:
+        breaker.call(lambda: 1)
+    assert breaker.state.label == "open" and refused.value.retry_after == pytest.approx(5)
+    assert moves == [("closed", "open"), ("open", "half_open"), ("half_open", "open")]
+    clock.now += 5
+    succeed(breaker, 2)  # two fresh trials, exactly as many as configured
+    assert breaker.state.label == "closed"
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert outcomes == ["late", "late"] and breaker.state.label == "closed"  # stale: dropped
+    assert moves[-2:] == [("open", "half_open"), ("half_open", "closed")]
+
+
+def test_hung_async_trials_send_the_breaker_back_to_open_after_max_wait() -> None:
+    """The same for coroutines: a trial awaiting an Event past the limit reopens the breaker."""
+    clock = Clock()
+    breaker, moves = hung_trial_breaker(clock, max_wait=3)
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+        entered = 0
+
+        async def hang() -> str:
+            nonlocal entered
+            entered += 1
+            await release.wait()
+            return "late"
+
+        async def ok() -> int:
+            return 1
+
+        trials = [asyncio.create_task(breaker.call_async(hang)) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert entered == 2
+        with pytest.raises(CircuitOpenError):
+            await breaker.call_async(ok)
+        clock.now += 3
+        with pytest.raises(CircuitOpenError):
+            await breaker.call_async(ok)
+        assert breaker.state is State.OPEN
+        clock.now += 5
+        extra = [asyncio.create_task(breaker.call_async(hang)) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert entered == 4  # exactly two fresh trials; the third was refused
+        with pytest.raises(CircuitOpenError):
+            await extra[2]
+        release.set()
+        assert await asyncio.gather(*trials, *extra[:2]) == ["late"] * 4
+        assert breaker.state.label == "closed"  # the fresh round closed it; stale ones did nothing
+
+    asyncio.run(scenario())
+    assert moves == [("closed", "open"), ("open", "half_open"), ("half_open", "open"),
+                     ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_a_trial_finishing_after_max_wait_reopens_and_metrics_see_the_limit() -> None:
+    """A result arriving after the limit does not close the breaker; metrics() applies the limit."""
+    clock = Clock()
+    breaker, moves = hung_trial_breaker(clock, max_wait=3)
+    with breaker.protect():
+        clock.now += 3  # the first trial took the whole allowance
+    assert breaker.state is State.OPEN and breaker.metrics().consecutive_trips == 2
+    clock.now += 5
+    with breaker.protect():
+        pass  # a fresh round: 1 of 2 trials, not yet finished...
+    clock.now += 3
+    metrics = breaker.metrics()  # ...and nobody calls again: the snapshot reopens it
+    assert metrics.state == "open" and metrics.retry_after == pytest.approx(5)
+    assert moves.count(("half_open", "open")) == 2
+
+
+def test_without_max_wait_hung_trials_keep_the_breaker_half_open() -> None:
+    """The default (None) waits for the trials however long they take."""
+    clock = Clock()
+    breaker, _ = hung_trial_breaker(clock, max_wait=None)
+    guards = [breaker.protect().__enter__() for _ in range(2)]
+    clock.now += 1e6
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: 1)
+    assert breaker.metrics().state == "half_open"
+    for guard in guards:
+        guard.__exit__(None, None, None)
+    assert breaker.state is State.CLOSED
+    with pytest.raises(ValueError):
+        BreakerConfig(max_wait_in_half_open=0)

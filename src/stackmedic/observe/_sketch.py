@@ -8,17 +8,25 @@ is within 2^-m / (2 + 2^-m) of every value in it, and `m` is the smallest giving
 dict, so sketches merge by adding counts (the slices of a sliding window, or sketches
 from several processes).
 
-Why bits rather than ceil(log_gamma(x)): the key of a whole batch can be computed in C
-without a Python operation per value (`add_many`: the doubles' bytes are sliced and
-masked with `bytes.translate`, then counted by `collections`' C counter), which is what
-lets `add` and `LatencyTracker.record` buffer values and stay cheap. One value at a
-time the two cost about the same.
+Why bits rather than ceil(log_gamma(x)): the keys of a whole batch can be computed in
+C without a Python operation per value (`add_many`: the doubles are packed into a
+reused buffer, two byte columns are rewritten in place with `translate` and a slice
+copy, and the high 32-bit words, read through a strided memoryview, are the keys,
+counted by `collections`' C counter), which is what lets `add` and
+`LatencyTracker.record` buffer values and stay cheap. One value at a time the two cost
+about the same. What a batch costs, per value (2026-11-22, 256 values): about half is
+that C counter (an int made and a dict get and set per value, the floor without a
+compiled extension), a tenth the packing; `max()` only runs when a byte-level gate says
+the batch may hold a new maximum.
 
 Why not the `ddsketch` package: the same guarantee is two hundred lines, and a service
 should not need a dependency for it. bench/bench_latency.py measures both (and
-hdrhistogram) side by side, 2026-11-22 (bench/RESULTS.md): `add` 262 ns against
-ddsketch's 891 and hdrhistogram's 1,518 ns, relative errors 0.61% / 0.33% / 0.36% at
-p50/p95/p99 against ddsketch's 0.96% / 0.49% / 0.39%.
+hdrhistogram) side by side; 2026-11-22 07:12 on the shared 2-core box, whose speed
+moved by 1.8x within minutes, so compare within a run: `add` 229-234 ns net against
+ddsketch's 912-949 and hdrhistogram's 1,559-1,623, relative errors 0.61% / 0.33% /
+0.36% at p50/p95/p99 against ddsketch's 0.96% / 0.49% / 0.39%. Against the previous
+layout (a key bytearray assembled from three columns per batch, `max` always) in one
+process: 183 -> 147 ns net; 2,170 -> 2,021 instructions per `add` under callgrind.
 """
 
 from __future__ import annotations
@@ -39,29 +47,44 @@ __all__ = ["LogSketch"]
 
 # Values outside [2^-31, 2^1009) count as zero: below 0.47 ns (for seconds), negative,
 # NaN, infinite or absurd. Both bounds sit on a boundary of the top byte of a double,
-# so `add_many` finds such values with one `translate` over that byte and no Python
-# work per value. They add nothing to the sum and the max.
+# so `add_many` finds such values with one `translate` over that byte (to '!', see
+# `_GATE_OPEN`: bytes 0x3E-0x7E are the valid ones) and no Python work per value.
+# They add nothing to the sum and the max.
 _LOW = 2.0 ** -31
 _HIGH = 2.0 ** 1009
-_VALID_TOP = range(0x3E, 0x7F)  # top bytes of the doubles in [_LOW, _HIGH)
-_INVALID = bytes(0 if b in _VALID_TOP else 1 for b in range(256))
-# Key of a value, from the top three bytes of its double, b7 (sign, 7 exponent bits),
-# b6 (4 exponent bits, 4 mantissa bits) and b5 (8 mantissa bits):
-#     key = (b5 >> (12 - m)) << 16 | b7 << 8 | b6        (b6 masked when m < 4)
-# b6 is the low byte so the keys' low bits vary: dict slots are picked by the low bits
-# of an int key, and keys whose low bits are all zero (the top word of the double,
-# masked) probe long chains. Keys do not sort like values; `_start` decodes them.
-_TOP = struct.Struct("<5xBH").unpack  # (b5, b7 << 8 | b6)
+# The key of a value is built from the high 32-bit word of its double, whose bytes are,
+# from the top, b7 (sign, 7 exponent bits), b6 (4 exponent bits, 4 mantissa bits), b5
+# (8 mantissa bits) and b4:
+#     key = b7 << 24 | b6' << 16 | b5 >> (12 - m) << 8 | b6'      (b6' = b6, masked if m < 4)
+# so `add_many` makes it in place in the packed batch: b5 is replaced by its top bits
+# (one `translate`) and b4 by a copy of b6 (one slice assignment), and the batch's high
+# words, read through a strided memoryview, are the keys. The copy of b6 in the low
+# byte spreads the keys over a dict's slots (picked by the low bits of an int key: with
+# those bits all zero they would probe long chains). Keys sort like the values.
+_B7, _B6, _B5, _B4 = (7, 6, 5, 4) if sys.byteorder == "little" else (0, 1, 2, 3)
+_HIGH_WORD = 1 if sys.byteorder == "little" else 0  # index of the high uint32 of a double
+_HI = struct.Struct("<4xI").unpack  # the high word of a `<d`
 _PACK_D = struct.Struct("<d").pack
 _PACK_Q = struct.Struct("<Q").pack
 _UNPACK_D = struct.Struct("<d").unpack
-# Byte offsets of b7, b6, b5 in a native double, and of where each goes in a native
-# uint32 key.
-_SRC = (7, 6, 5) if sys.byteorder == "little" else (0, 1, 2)
-_DST = (1, 0, 2) if sys.byteorder == "little" else (2, 3, 1)
 _MAX_BITS = 12  # the key keeps at most 12 mantissa bits (0.012% error)
 _BATCH = 256  # the batch size LatencyTracker uses, for which the packer is prebuilt
-_PACK_BATCH = struct.Struct(f"{_BATCH}d").pack
+_PACK_BATCH = struct.Struct(f"{_BATCH}d").pack_into
+_MAPPING = 2  # version of the key layout, checked by from_dict
+# The max gate: `add_many` only runs `max(values)` (a Python comparison per value, a
+# tenth of the cost of a batch) when some value may exceed the sketch's max. Byte b7 of
+# every value is translated to '!' (invalid, see above), 'X' (above the max's b7), 'E'
+# (equal) or '.'; byte b6 to 'G' (at least the max's b6) or '.'; interleaved, a value
+# may exceed the max only if the first has an 'X' or the pair has an "EG".
+_GATE_OPEN = (b"!" * 0x3E + b"X" * 0x41 + b"!" * 0x81, b"." * 256)
+
+
+def _gate(top: float) -> tuple[bytes, bytes]:
+    """The two translate tables of the max gate for a sketch whose max is `top`."""
+    hi = _HI(_PACK_D(top))[0]
+    b7, b6 = hi >> 24, hi >> 16 & 0xFF
+    return (b"!" * 0x3E + b"." * (b7 - 0x3E) + b"E" + b"X" * (0x7E - b7) + b"!" * 0x81,
+            b"." * b6 + b"G" * (256 - b6))
 
 
 def _mantissa_bits(alpha: float) -> int:
@@ -69,6 +92,17 @@ def _mantissa_bits(alpha: float) -> int:
         if 2.0 ** -bits / (2.0 + 2.0 ** -bits) <= alpha:
             return bits
     raise ValueError(f"alpha must be at least {2.0 ** -_MAX_BITS / 2.0:.6f}")
+
+
+class _Scratch:
+    """The reusable buffers of `add_many`: no object per value, a few per batch."""
+
+    __slots__ = ("buf", "pairs", "words")
+
+    def __init__(self) -> None:
+        self.buf = bytearray(8 * _BATCH)
+        self.words = memoryview(self.buf).cast("I")[_HIGH_WORD::2]
+        self.pairs = bytearray(2 * _BATCH)
 
 
 class LogSketch:
@@ -80,22 +114,21 @@ class LogSketch:
     share one between threads under a lock, as LatencyTracker does.
     """
 
-    __slots__ = ("_b5", "_bits", "_buckets", "_low", "_max", "_pending", "_sum", "_tables",
-                 "_zeros", "alpha")
+    __slots__ = ("_b5", "_b6", "_bits", "_buckets", "_gate", "_hi_mask", "_max",
+                 "_pending", "_scratch", "_sum", "_zeros", "alpha")
 
     def __init__(self, alpha: float = 0.01) -> None:
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")
         self.alpha = alpha
-        self._bits = _mantissa_bits(alpha)
-        bits = self._bits
-        # b6's mask (b7 << 8 | b6 for `add`), and b5's shift as a translate table (for
-        # `add_many`) and as the ready-shifted high part of the key (for `add`).
+        self._bits = bits = _mantissa_bits(alpha)
+        # b6's mask and b5's shift, as translate tables for `add_many` (None: unchanged).
         b6_mask = (0xFF << max(0, 4 - bits)) & 0xFF
-        self._low = 0xFF00 | b6_mask
-        b5 = bytes(b >> (12 - bits) if bits > 4 else 0 for b in range(256))
-        self._b5 = [b << 16 for b in b5]
-        self._tables = (None, None if bits >= 4 else bytes(b & b6_mask for b in range(256)), b5)
+        self._b6 = None if b6_mask == 0xFF else bytes(b & b6_mask for b in range(256))
+        self._b5 = None if bits >= 12 else bytes(b >> (12 - bits) if bits > 4 else 0
+                                                 for b in range(256))
+        self._hi_mask = 0xFF000000 | b6_mask << 16
+        self._scratch: _Scratch | None = None
         self.clear()
 
     def clear(self) -> None:
@@ -104,13 +137,13 @@ class LogSketch:
         self._zeros = 0
         self._sum = 0.0
         self._max = 0.0
+        self._gate = _GATE_OPEN
 
     def _flush(self) -> None:
         pending = self._pending
-        n = len(pending)
-        if n:
-            self.add_many(pending[:n])
-            del pending[:n]
+        if pending:
+            self.add_many(pending)
+            pending.clear()
 
     @property
     def buckets(self) -> defaultdict[int, int]:
@@ -144,42 +177,87 @@ class LogSketch:
         pending = self._pending
         pending.append(value)
         if len(pending) >= _BATCH:
-            self._flush()
+            self.add_many(pending)
+            pending.clear()
+
+    def _key(self, value: float) -> int:
+        """The key of one value, as `add_many` makes it for a batch."""
+        hi: int = _HI(_PACK_D(value))[0]
+        high = hi & self._hi_mask  # b7, b6'
+        b5 = hi >> 8 & 0xFF
+        return high | (self._b5[b5] if self._b5 else b5) << 8 | (high >> 16 & 0xFF)
 
     def _add_one(self, value: float) -> None:
         if _LOW <= value < _HIGH:
-            b5, low = _TOP(_PACK_D(value))
-            self._buckets[self._b5[b5] | low & self._low] += 1
+            self._buckets[self._key(value)] += 1
             self._sum += value
             if value > self._max:
-                self._max = value
+                self._raise_max(value)
         else:
             self._zeros += 1
+
+    def _raise_max(self, top: float) -> None:
+        self._max = top
+        self._gate = _gate(top)
 
     def add_many(self, values: list[float]) -> None:
         """Count every value of `values`: the same as `add` for each, in a few C loops.
 
-        The doubles are packed into bytes; the key's three bytes are sliced out of
-        every 8 and masked by `translate`, laid out as native uint32s and counted by
-        `collections`' C counter over a memoryview. No Python operation per value.
+        The doubles are packed into a reused buffer and turned into their keys in place
+        by two byte-column operations (see `_B7`); `collections`' C counter counts the
+        high words through a strided memoryview, and the max is only looked for when the
+        gate's `translate`s say a value may exceed it. No Python operation per value.
         """
         n = len(values)
-        if not n:
+        if n != _BATCH:
+            for i in range(0, n, _BATCH):
+                self._add_part(values[i:i + _BATCH])
             return
-        raw = _PACK_BATCH(*values) if n == _BATCH else struct.pack(f"{n}d", *values)
-        if 1 in raw[_SRC[0]::8].translate(_INVALID):  # a zero, negative, NaN: rare
+        scratch = self._scratch
+        if scratch is None:
+            scratch = self._scratch = _Scratch()
+        buf = scratch.buf
+        _PACK_BATCH(buf, 0, *values)
+        self._add_packed(values, buf, 8 * _BATCH, scratch.words, scratch.pairs)
+
+    def _add_part(self, values: list[float]) -> None:
+        """A batch shorter than `_BATCH` (a flush before a read): packed at its length."""
+        n = len(values)
+        scratch = self._scratch
+        if scratch is None:
+            scratch = self._scratch = _Scratch()
+        if n == _BATCH:
+            _PACK_BATCH(scratch.buf, 0, *values)
+        else:
+            struct.pack_into(f"{n}d", scratch.buf, 0, *values)
+        self._add_packed(values, scratch.buf, 8 * n, scratch.words[:n], scratch.pairs)
+
+    def _add_packed(self, values: list[float], buf: bytearray, end: int,
+                    words: memoryview, pairs: bytearray) -> None:
+        gate7, gate6 = self._gate
+        top = buf[_B7:end:8].translate(gate7)
+        if 33 in top:  # '!': a zero, negative, NaN...: rare
             for value in values:
                 self._add_one(value)
             return
-        keys = bytearray(4 * n)
-        for src, dst, table in zip(_SRC, _DST, self._tables, strict=True):
-            column = raw[src::8]
-            keys[dst::4] = column if table is None else column.translate(table)
-        _count_elements(self._buckets, memoryview(keys).cast("I"))
+        # The max gate, before b6 is copied (b6 itself is only masked when m < 4, and a
+        # masked b6 still orders values).
+        may_exceed = 88 in top  # 'X'
+        if not may_exceed and 69 in top:  # 'E': look at b6 beside it
+            pairs[0:end // 4:2] = top
+            pairs[1:end // 4:2] = buf[_B6:end:8].translate(gate6)
+            may_exceed = b"EG" in (pairs if end == 8 * _BATCH else pairs[:end // 4])
+        if self._b6 is not None:
+            buf[_B6:end:8] = buf[_B6:end:8].translate(self._b6)
+        if self._b5 is not None:
+            buf[_B5:end:8] = buf[_B5:end:8].translate(self._b5)
+        buf[_B4:end:8] = buf[_B6:end:8]
+        _count_elements(self._buckets, words.tolist())
         self._sum += sum(values)
-        top = max(values)
-        if top > self._max:
-            self._max = top
+        if may_exceed:
+            top_value = max(values)
+            if top_value > self._max:
+                self._raise_max(top_value)
 
     def merge(self, other: LogSketch) -> None:
         """Add `other`'s counts to this sketch (both must have the same alpha)."""
@@ -190,12 +268,12 @@ class LogSketch:
             buckets[key] += n
         self._zeros += other.zeros
         self._sum += other.sum
-        self._max = max(self._max, other.max)
+        if other.max > self._max:
+            self._raise_max(other.max)
 
     def _start(self, key: int) -> int:
         """The bit pattern of the smallest double in bucket `key`."""
-        b5 = (key >> 16) << (12 - self._bits) if self._bits > 4 else 0
-        return ((key & 0xFFFF) << 16 | b5 << 8) << 32
+        return (key >> 16 << 16 | (key >> 8 & 0xFF) << (20 - self._bits)) << 32
 
     def bounds(self, key: int) -> tuple[float, float]:
         """The values [lo, hi) that bucket `key` holds."""
@@ -213,7 +291,7 @@ class LogSketch:
         if rank < seen:
             return 0.0
         buckets = self._buckets
-        for key in sorted(buckets, key=self._start):
+        for key in sorted(buckets):  # keys sort like their values
             seen += buckets[key]
             if seen > rank:
                 lo, hi = self.bounds(key)
@@ -223,16 +301,20 @@ class LogSketch:
     def to_dict(self) -> dict[str, Any]:
         """Buckets and totals as JSON, so another process can merge them."""
         buckets = self.buckets  # flushes
-        return {"alpha": self.alpha, "mantissa_bits": self._bits, "count": self.count,
-                "sum": self._sum, "max": self._max, "zeros": self._zeros,
-                "buckets": {str(k): buckets[k] for k in sorted(buckets, key=self._start)}}
+        return {"alpha": self.alpha, "mantissa_bits": self._bits, "mapping": _MAPPING,
+                "count": self.count, "sum": self._sum, "max": self._max,
+                "zeros": self._zeros, "buckets": {str(k): buckets[k] for k in sorted(buckets)}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LogSketch:
         sketch = cls(float(data["alpha"]))
-        if int(data.get("mantissa_bits", -1)) != sketch._bits:
+        if (int(data.get("mantissa_bits", -1)), data.get("mapping")) != (sketch._bits,
+                                                                         _MAPPING):
             raise ValueError("sketch was made with another bucket mapping")
         sketch._buckets.update({int(k): int(n) for k, n in data["buckets"].items()})
         sketch._zeros = int(data["zeros"])
-        sketch._sum, sketch._max = float(data["sum"]), float(data["max"])
+        sketch._sum = float(data["sum"])
+        top = float(data["max"])
+        if _LOW <= top < _HIGH:
+            sketch._raise_max(top)
         return sketch

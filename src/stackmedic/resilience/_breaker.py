@@ -7,12 +7,16 @@ pybreaker serialises every call through one lock and purgatory grows while open.
 This one follows Resilience4j: failure *rate* and slow-call rate over a count- or
 time-based window with a minimum number of calls, OPEN for a wait that can back off
 on repeated trips, then HALF_OPEN with exactly `half_open_calls` trial calls granted
-under the lock. Measured beside them in one run (bench/bench_resilience.py, median CPU
-ns per call over the same call site, 2 shared cores; bench/RESULTS.md 2026-11-22 06:47):
-overhead 325 sync / 459 async, open fast-fail 532, against circuitbreaker's (the
-fastest peer) 588 / 843 / 879 and pybreaker's 1,844 / - / 2,811; under callgrind
-2,306 instructions per sync success and 2,794 per rejection against circuitbreaker's
-7,227 and 7,989. 1 half-open trial of 50 where the others let 50 in.
+under the lock, and back to OPEN if those trials have not finished within
+`max_wait_in_half_open` (a trial that hangs would otherwise keep it half-open, refusing
+everything, for ever). Measured beside them in one run (bench/bench_resilience.py,
+median CPU ns per call over the same call site, 2 shared cores; bench/RESULTS.md
+2026-11-22 06:47): overhead 325 sync / 459 async, open fast-fail 532, against
+circuitbreaker's (the fastest peer) 588 / 843 / 879 and pybreaker's 1,844 / - / 2,811;
+under callgrind 2,306 instructions per sync success and 2,794 per rejection against
+circuitbreaker's 7,227 and 7,989. 1 half-open trial of 50 where the others let 50 in.
+With `max_wait_in_half_open` (07:14 run, whose machine was faster): 198 / 282 / 358
+against circuitbreaker's 686 / 973 / 1,146; the limit costs the fast paths nothing.
 
 Concurrency: one `threading.Lock` guards every transition and window update; it is
 only ever held for a few attribute updates, so asyncio code uses the same core (no
@@ -66,6 +70,7 @@ from stackmedic.resilience._window import FAILED, SLOW, CountWindow, TimeWindow,
 # Bound once: attribute lookups are a good part of the hot path, and monotonic() is
 # the cheaper clock here (50 ns against 75 ns for perf_counter) with the same resolution.
 _now = time.monotonic
+_NEVER = float("inf")
 
 __all__ = ["CircuitBreaker"]
 
@@ -86,6 +91,7 @@ class CircuitBreaker:
         self._not_permitted = 0
         self._trips = 0
         self._open_until = 0.0
+        self._half_open_until = _NEVER
         self._generation = 0
         self._token = _CLOSED
         self._consecutive = 0
@@ -143,6 +149,9 @@ class CircuitBreaker:
         if state is State.OPEN:
             self._trips += 1
             self._open_until = now + self.config.wait_for(self._trips)
+        elif state is State.HALF_OPEN:
+            limit = self.config.max_wait_in_half_open
+            self._half_open_until = _NEVER if limit is None else now + limit
         elif state is State.CLOSED:
             self._trips = 0
         wall = time.time()
@@ -175,6 +184,9 @@ class CircuitBreaker:
             if code == _OPEN and self._clock() >= self._open_until:
                 events = self._move(State.HALF_OPEN, self._clock())
                 token, code = self._token, _HALF_OPEN
+            elif code == _HALF_OPEN and self._half_open_expired():
+                events = self._move(State.OPEN, self._clock())
+                token, code = self._token, _OPEN
             if code < _PERMISSIVE:
                 granted = True
             elif code == _HALF_OPEN and \
@@ -193,6 +205,16 @@ class CircuitBreaker:
         if self._listeners:
             self._emit([CallNotPermitted(self.name, time.time(), _BY_CODE[code].label)])
         raise CircuitOpenError(self.name, retry_after)
+
+    def _half_open_expired(self) -> bool:
+        """Under the lock, in HALF_OPEN: has `max_wait_in_half_open` passed?
+
+        Checked lazily (on the next call, result or metrics snapshot) rather than by a
+        timer: nothing runs in the background and a breaker nobody calls costs nothing.
+        Every path that could grant, count or report a half-open call looks first, so the
+        outcome is the one a timer would have given.
+        """
+        return self._half_open_until is not _NEVER and self._clock() >= self._half_open_until
 
     def _outcome(self, duration: float, exc: BaseException | None, result: Any) -> int | None:
         """The outcome bits of a finished call, or None to leave it uncounted."""
@@ -219,7 +241,10 @@ class CircuitBreaker:
             if token != self._token:
                 return  # granted under an earlier state or half-open round
             if token & _MASK == _HALF_OPEN:
-                events = self._record_trial(outcome)
+                # A trial finishing after the limit is too late: the round failed (its
+                # result is dropped like any stale one) and the breaker opens again.
+                events = (self._move(State.OPEN, self._clock()) if self._half_open_expired()
+                          else self._record_trial(outcome))
             elif outcome is None:
                 return
             else:
@@ -391,7 +416,10 @@ class CircuitBreaker:
     # --- reporting ------------------------------------------------------------------
 
     def metrics(self) -> BreakerMetrics:
+        events: list[BreakerEvent] = []
         with self._lock:
+            if self._token & _MASK == _HALF_OPEN and self._half_open_expired():
+                events = self._move(State.OPEN, self._clock())
             state = self.state
             window = self._window
             if self._timed:
@@ -400,7 +428,7 @@ class CircuitBreaker:
             judged = calls >= self.config.minimum_calls
             retry_after = (max(0.0, self._open_until - self._clock())
                            if state is State.OPEN else None)
-            return BreakerMetrics(
+            metrics = BreakerMetrics(
                 name=self.name, state=state.label,
                 failure_rate=window.failures / calls if judged else None,
                 slow_call_rate=window.slow / calls if judged else None,
@@ -410,6 +438,8 @@ class CircuitBreaker:
                 failure_rate_threshold=self.config.failure_rate_threshold,
                 slow_call_rate_threshold=self.config.slow_call_rate_threshold,
                 transitions=tuple(self._history))
+        self._emit(events)
+        return metrics
 
 
 class _Guard:

@@ -43,6 +43,9 @@ class BreakerConfig:
     Exceptions that are instances of `ignore_exceptions` count as nothing, those of
     `record_exceptions` as failures, any other as success; `failure_predicate(result)`
     marks returned values as failures (an HTTP 503 that did not raise).
+    `max_wait_in_half_open=S` sends a half-open breaker back to OPEN (a new trip, so the
+    wait backs off) when its trial calls have not all finished S seconds after it went
+    half-open; None waits for them however long they take.
     """
 
     failure_rate_threshold: float = 0.5
@@ -56,6 +59,7 @@ class BreakerConfig:
     wait_multiplier: float = 1.0
     max_wait_duration: float | None = None
     half_open_calls: int = 10
+    max_wait_in_half_open: float | None = None
     record_exceptions: tuple[type[BaseException], ...] = (Exception,)
     ignore_exceptions: tuple[type[BaseException], ...] = ()
     failure_predicate: Callable[[Any], bool] | None = None
@@ -66,6 +70,8 @@ class BreakerConfig:
                 raise ValueError(f"{name} must be a fraction in (0, 1]")
         if self.half_open_calls < 1 or self.minimum_calls < 1:
             raise ValueError("half_open_calls and minimum_calls must be at least 1")
+        if self.max_wait_in_half_open is not None and not self.max_wait_in_half_open > 0:
+            raise ValueError("max_wait_in_half_open must be positive (or None)")
         if self.window not in ("count", "time"):
             raise ValueError("window must be 'count' or 'time'")
 
