@@ -13,10 +13,9 @@ import enum
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
-
-import time
 
 import typer
 import typer.core

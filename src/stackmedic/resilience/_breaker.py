@@ -33,8 +33,6 @@ itself, before the lock.
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import threading
 import time
 from collections import deque
@@ -56,6 +54,7 @@ from stackmedic.resilience._breaker_config import (
     Rejected,
     State,
 )
+from stackmedic.resilience._decorate import decorate
 from stackmedic.resilience._errors import CircuitOpenError
 from stackmedic.resilience._events import (
     BreakerEvent,
@@ -398,16 +397,7 @@ class CircuitBreaker:
 
     def __call__(self, func: Callable[P, T]) -> Callable[P, T]:
         """Decorator form; works for plain and `async def` functions."""
-        if inspect.iscoroutinefunction(func):
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call_async(func, *args, **kwargs)
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return self.call(func, *args, **kwargs)
-        return wrapper
+        return decorate(self, func)
 
     def protect(self) -> _Guard:
         """A context manager (`with` or `async with`) guarding the block it wraps."""
