@@ -58,32 +58,40 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
         for finding in (f for f in mine if f["severity"] == "info"):
             console.print(f"  [{_STYLE['info']}]{'INFO':8}[/] {escape(finding['symptom'])}: "
                           f"{escape(finding['summary'])}")
-    return buffer.getvalue()
+    # Padding pads wrapped lines to the width; trailing blanks only get in the way of
+    # copying the report into a ticket.
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
 def _finding(console: Any, finding: dict[str, Any], by_fp: dict[str, Any], escape: Any) -> None:
     style = _STYLE[finding["severity"]]
     marker = " [bold](root cause)[/]" if finding["root_cause"] else ""
+    from rich.padding import Padding
+
+    def indented(markup: str, left: int) -> None:
+        """Print `markup` so that wrapped lines keep the indentation of the first."""
+        console.print(Padding(markup, (0, 0, 0, left), expand=False))
+
     console.print(f"  [{style}]{finding['severity'].upper():8}[/] {escape(finding['symptom'])}"
                   f"{marker}: {escape(finding['summary'])}")
     evidence = [(k, v) for k, v in finding["evidence"].items() if _short(v)]
     if evidence:
         shown = "  ".join(f"{k}={_fmt(v)}" for k, v in evidence[:_EVIDENCE_ITEMS])
-        console.print(f"           [dim]evidence:[/] {escape(shown)}")
+        indented(f"[dim]evidence:[/] {escape(shown)}", 11)
     if finding["explained_by"]:
         causes = ", ".join(f"{by_fp[fp]['component']} {by_fp[fp]['symptom']}"
                            for fp in finding["explained_by"] if fp in by_fp)
-        console.print(f"           [dim]explained by:[/] {escape(causes)}")
+        indented(f"[dim]explained by:[/] {escape(causes)}", 11)
     if finding["cause"]:
-        console.print(f"           [dim]cause:[/] {escape(finding['cause'])}")
+        indented(f"[dim]cause:[/] {escape(finding['cause'])}", 11)
     remedy = finding["remedy"]
     if remedy:
-        console.print(f"           [dim]fix[/] ([dim]stackmedic explain {remedy['runbook']}[/]):")
+        indented(f"[dim]fix[/] ([dim]stackmedic explain {remedy['runbook']}[/]):", 11)
         for step in remedy["steps"][:_STEPS]:
             lines = [line for line in step.splitlines() if not line.startswith("```")]
-            console.print("             - " + escape(lines[0]))
+            indented("- " + escape(lines[0]), 13)
             for line in lines[1:]:
-                console.print("               " + escape(line))
+                indented(escape(line), 15)
 
 
 def _short(value: Any) -> bool:
