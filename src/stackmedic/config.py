@@ -201,9 +201,8 @@ def _build(node: yaml.Node, keypath: KeyPath, lines: _Lines, env: Mapping[str, s
         value = _interpolate(value, keypath, lines, env)  # pydantic coerces "5432" to int
     if isinstance(value, str) and keypath and redact.is_secret_key(str(keypath[-1])):
         redact.register_secret(value)
-    if isinstance(value, str) and "://" in value:
-        for match in redact._URL_PASSWORD.finditer(value):
-            redact.register_secret(match["pw"])
+    if isinstance(value, str):
+        redact.register_url_secrets(value)
     return value
 
 

@@ -20,7 +20,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MASK", "forget_secrets", "is_secret_key", "redact", "redact_text", "register_secret"]
+__all__ = ["MASK", "forget_secrets", "is_secret_key", "redact", "redact_text", "register_secret",
+           "register_url_secrets"]
 
 MASK = "***"
 _MIN_SECRET_LEN = 4  # shorter values would mask ordinary words and digits
@@ -69,6 +70,13 @@ def forget_secrets() -> None:
     with _lock:
         _known.clear()
         _known_pattern = None
+
+
+def register_url_secrets(text: str) -> None:
+    """Register the passwords inside any URLs/DSNs in `text` (`scheme://user:PW@host`)."""
+    if "://" in text:
+        for match in _URL_PASSWORD.finditer(text):
+            register_secret(match["pw"])
 
 
 def register_environment_secrets(environ: Mapping[str, str] | None = None) -> None:

@@ -20,13 +20,13 @@ import re
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from stackmedic.probes._hostfacts import read_bytes_capped
 from stackmedic.redact import register_secret
 
-__all__ = ["BOOL", "dry_run_facts", "inspect_jwt", "parse_dotenv", "pip_check", "read_capped",
+__all__ = ["BOOL", "dry_run_facts", "inspect_jwt", "parse_dotenv", "pip_check",
            "secret_facts", "type_problem", "webhook_facts"]
 
 BOOL = {"1": True, "true": True, "yes": True, "on": True,
@@ -121,7 +121,7 @@ def inspect_jwt(token: str, *, algorithms: list[str], hmac_secret: bytes | None,
         reason = "cannot verify asymmetric tokens without the public key"
     else:
         try:
-            ok = _verify_asymmetric(alg, read_capped(pem_file, 64 << 10), signing_input,
+            ok = _verify_asymmetric(alg, read_bytes_capped(pem_file, 64 << 10), signing_input,
                                     signature)
             verification = "valid" if ok else "invalid"
             reason = None if ok else "the signature does not match the public key"
@@ -157,11 +157,6 @@ def hmac_matches(secret: bytes, body: bytes, algorithm: str, digest: bytes) -> b
     return hmac.compare_digest(hmac.new(secret, body, algorithm).digest(), digest)
 
 
-def read_capped(path: str, cap: int) -> bytes:
-    with Path(path).expanduser().open("rb") as fh:
-        return fh.read(cap)
-
-
 def webhook_facts(name: str, payload_file: str, signature: str, algorithm: str,
                   secret: str | None, secret_env: str) -> dict[str, Any]:
     """Does `signature` verify for the payload with the secret; if not, which near miss
@@ -170,7 +165,7 @@ def webhook_facts(name: str, payload_file: str, signature: str, algorithm: str,
                              "verified_with": secret_env, "algorithm": algorithm,
                              "matches_when": []}
     try:
-        body = read_capped(payload_file, 1 << 20)
+        body = read_bytes_capped(payload_file, 1 << 20)
     except OSError as err:
         return {**facts, "verification": "unverifiable",
                 "reason": f"cannot read {payload_file}: {err.strerror or err}"}

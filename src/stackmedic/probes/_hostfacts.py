@@ -16,7 +16,7 @@ import re
 import stat
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stackmedic.findings import Remedy, Severity
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from stackmedic.findings import Finding
 
 __all__ = ["CMDLINE_CAP", "EVIDENCE_CAP", "applicable_remedy", "describe_process",
-           "human_bytes", "join_cmdline", "judge", "read_capped", "spread"]
+           "human_bytes", "join_cmdline", "judge", "read_bytes_capped", "read_capped", "spread"]
 
 CMDLINE_CAP = 200  # characters of a command line kept in evidence
 EVIDENCE_CAP = 10  # samples kept in any evidence list
@@ -44,16 +44,22 @@ def human_bytes(count: float) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def read_capped(path: str, cap: int = 65536) -> str:
-    """The first `cap` bytes of a regular (or /proc) file as text; OSError propagates.
+def read_bytes_capped(path: str, cap: int = 65536) -> bytes:
+    """The first `cap` bytes of a regular (or /proc) file; OSError propagates.
 
     Opened non-blocking and refused unless regular: a FIFO or a device where a pidfile
-    should be would otherwise block the read until the collector's deadline."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    or an env file should be would otherwise block the read until the deadline."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(Path(path).expanduser(), flags)
     with open(fd, "rb", closefd=True) as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)
-        return handle.read(cap).decode("utf-8", "replace")
+        return handle.read(cap)
+
+
+def read_capped(path: str, cap: int = 65536) -> str:
+    """`read_bytes_capped` decoded as UTF-8 (undecodable bytes replaced)."""
+    return read_bytes_capped(path, cap).decode("utf-8", "replace")
 
 
 # Tools that take a password as an option that does not name it: `mysql -pSECRET`,

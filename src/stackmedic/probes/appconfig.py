@@ -90,14 +90,15 @@ probe = Probe("appconfig", AppConfigComponent,
 
 def _load(component: AppConfigComponent) -> tuple[dict[str, str], dict[str, str], Facts]:
     """(values, variable -> file|environment, facts about the env file)."""
-    from stackmedic.probes._appfacts import parse_dotenv, read_capped
+    from stackmedic.probes._appfacts import parse_dotenv
+    from stackmedic.probes._hostfacts import read_bytes_capped
 
     values: dict[str, str] = {}
     file: Facts = {"path": component.env_file}
     environ = os.environ if component.environment else {}
     if component.env_file:
         try:
-            raw = read_capped(component.env_file, _MAX_FILE + 1)
+            raw = read_bytes_capped(component.env_file, _MAX_FILE + 1)
             values, malformed = parse_dotenv(raw[:_MAX_FILE].decode("utf-8", "replace"),
                                              environ)
             file.update(variables=len(values), malformed=malformed[:_CAP],
