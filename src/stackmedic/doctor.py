@@ -153,17 +153,13 @@ async def _scan_logs(name: str, component: ComponentBase, thresholds: Thresholds
         return list(await asyncio.wait_for(
             _in_daemon_thread(logs_findings, component.logs, name, options), timeout))
     except TimeoutError:
-        return [Finding(check="logs.scan", symptom=_FAILED, component=name,
-                        severity=Severity.UNKNOWN,
-                        summary=f"log scan of {len(component.logs)} path(s) timed out after "
-                                f"{timeout:.1f}s", evidence={"paths": component.logs[:10]},
-                        cause="the logs are larger than the run's deadline allows; run "
-                              "`stackmedic logs scan` on them directly")]
+        return [_unknown("logs.scan", name, f"log scan of {len(component.logs)} path(s) timed "
+                         f"out after {timeout:.1f}s", {"paths": component.logs[:10]},
+                         "the logs are larger than the run's deadline allows; run "
+                         "`stackmedic logs scan` on them directly")]
     except Exception as err:
-        return [Finding(check="logs.scan", symptom=_FAILED, component=name,
-                        severity=Severity.UNKNOWN,
-                        summary=f"log scan failed: {type(err).__name__}: {err}",
-                        evidence={"error": type(err).__name__, "paths": component.logs[:10]})]
+        return [_unknown("logs.scan", name, f"log scan failed: {type(err).__name__}: {err}",
+                         {"error": type(err).__name__, "paths": component.logs[:10]})]
 
 
 def evaluate(name: str, component: ComponentBase, collector: str, facts: Facts,
@@ -179,17 +175,22 @@ def evaluate(name: str, component: ComponentBase, collector: str, facts: Facts,
         try:
             findings.extend(rule.func(facts, ctx))
         except Exception as err:
-            findings.append(Finding(
-                check=rule.id, symptom=_FAILED, component=name, severity=Severity.UNKNOWN,
-                summary=f"rule {rule.id} failed: {type(err).__name__}: {err}",
-                evidence={"error": type(err).__name__}))
+            findings.append(_unknown(rule.id, name,
+                                     f"rule {rule.id} failed: {type(err).__name__}: {err}",
+                                     {"error": type(err).__name__}))
     return findings
 
 
+def _unknown(check: str, component: str, summary: str, evidence: dict[str, Any],
+             cause: str | None = None) -> Finding:
+    """The finding of a check that could not run: unknown, never ok."""
+    return Finding(check=check, symptom=_FAILED, component=component,
+                   severity=Severity.UNKNOWN, summary=summary, evidence=evidence, cause=cause)
+
+
 def _failed(name: str, spec: CollectorSpec, why: str, evidence: dict[str, Any]) -> Finding:
-    return Finding(check=spec.id, symptom=_FAILED, component=name, severity=Severity.UNKNOWN,
-                   summary=f"{spec.id} {why}", evidence=evidence,
-                   cause="the check could not gather its facts, so its verdict is unknown")
+    return _unknown(spec.id, name, f"{spec.id} {why}", evidence,
+                    "the check could not gather its facts, so its verdict is unknown")
 
 
 async def _abandon_after(coro: Any, timeout: float) -> Any:
