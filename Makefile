@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: doctor test bench lint servers clean
 
-# The virtualenv with the package and its dev extras; redone when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# The virtualenv with the package and its dev extras; redone when the packaging or the
+# C speedups change (an editable install builds the extension once, in place).
+$(STAMP): pyproject.toml setup.py src/stackmedic/observe/_speedups.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -1,7 +1,9 @@
 """Latency recording side by side: stackmedic's LogSketch/LatencyTracker, ddsketch, HdrHistogram.
-Run: `.venv/bin/python bench/bench_latency.py` (peers: `pip install ddsketch hdrhistogram`).
+Run: `.venv/bin/python bench/bench_latency.py [--record]` (peers: `pip install ddsketch
+hdrhistogram`, the `bench` extra); `--record` appends the table to bench/RESULTS.md.
 
 Measures, in one process:
+  rows       LatencyTracker with the C speedups and, in the same run, without them
   ns/record   CPU ns per `lambda: recorder(next_value())`, the values cycling through the
               lognormal data below (a constant would hit one bucket every time), median
               of REPEAT rounds interleaved across recorders
@@ -17,10 +19,16 @@ from __future__ import annotations
 import itertools
 import random
 import statistics
+import sys
 import time
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from _results import Results
+
+from stackmedic.observe import _accel, _latency
 
 N = 100_000
 REPEAT = 15
@@ -29,6 +37,16 @@ REPEAT = 15
 def once_ns(func: Callable[[], Any]) -> float:
     # CPU time, not wall time: on a shared machine time spent descheduled is noise.
     return timeit.timeit(func, number=N, timer=time.process_time) / N * 1e9
+
+
+@contextmanager
+def _pure_python() -> Iterator[None]:
+    """Trackers made inside take the pure-Python path (STACKMEDIC_PURE_PYTHON, in-process)."""
+    saved, _latency.speedups = _latency.speedups, None
+    try:
+        yield
+    finally:
+        _latency.speedups = saved
 
 
 def data() -> list[float]:
@@ -40,7 +58,10 @@ def exact(values: list[float], q: float) -> float:
     return sorted(values)[int(q * (len(values) - 1))]
 
 
-def main() -> None:
+TARGET_NS = 200  # issue 6: LatencyTracker.record() at most 200 ns
+
+
+def main(record: bool) -> None:
     from stackmedic.observe import LatencyTracker, LogSketch
 
     values = data()
@@ -49,6 +70,11 @@ def main() -> None:
     rows: list[tuple[str, Callable[[], Any]]] = [("(harness: next value)", lambda: nxt())]
     tracker = LatencyTracker()
     rows.append(("stackmedic LatencyTracker.record", lambda: tracker.record("op", nxt())))
+    if _accel.speedups is not None:  # the pure-Python fallback, in the same run
+        with _pure_python():
+            python_tracker = LatencyTracker()
+        rows.append(("stackmedic LatencyTracker.record, Python",
+                     lambda: python_tracker.record("op", nxt())))
     sketch = LogSketch(0.01)
     rows.append(("stackmedic LogSketch.add", lambda: sketch.add(nxt())))
     try:
@@ -72,13 +98,21 @@ def main() -> None:
             samples[name].append(once_ns(record))
     cost = {name: statistics.median(v) for name, v in samples.items()}
     harness = cost.pop("(harness: next value)")
-    print(f"{REPEAT} rounds, medians of CPU time; harness {harness:.0f} ns")
-    print(f"{'recorder':<36}{'ns/record':>10}{'net':>6}{'err p50':>10}{'err p95':>10}"
-          f"{'err p99':>10}")
+    out = Results("latency recording vs ddsketch and hdrhistogram")
+    out.say(f"{REPEAT} rounds of {N:,} calls, medians of CPU time; harness {harness:.0f} ns")
+    out.say(f"{'recorder':<44}{'ns/record':>10}{'net':>6}{'err p50':>10}{'err p95':>10}"
+            f"{'err p99':>10}")
     for name, _ in rows[1:]:
         errors = accuracy(name, values)  # fresh recorders, all fed the same data
-        print(f"{name:<36}{cost[name]:>10.0f}{cost[name] - harness:>6.0f}"
-              + "".join(f"{e:>10.3%}" for e in errors))
+        out.say(f"{name:<44}{cost[name]:>10.0f}{cost[name] - harness:>6.0f}"
+                + "".join(f"{e:>10.3%}" for e in errors))
+    ours = cost["stackmedic LatencyTracker.record"] - harness
+    verdict = "met" if ours <= TARGET_NS else "NOT met"
+    peers = "".join(f", {ours / (cost[name] - harness):.2f}x {name.split()[0]}"
+                    for name in cost if not name.startswith("stackmedic"))
+    out.say(f"record() {ours:.0f} ns net: target <= {TARGET_NS} ns {verdict}{peers}")
+    if record:
+        out.record("python bench/bench_latency.py --record")
 
 
 def accuracy(name: str, values: list[float]) -> list[float]:
@@ -114,4 +148,4 @@ def accuracy(name: str, values: list[float]) -> list[float]:
 
 
 if __name__ == "__main__":
-    main()
+    main("--record" in sys.argv[1:])

@@ -9,6 +9,8 @@ import pytest
 
 from stackmedic.observe import LatencyTracker, LogSketch
 
+pytestmark = pytest.mark.usefixtures("implementation")  # each test on both paths
+
 
 def exact(values: list[float], q: float) -> float:
     return sorted(values)[int(q * (len(values) - 1))]

@@ -6,22 +6,21 @@
     tracker.snapshot()["checkout"]   # {"count", "errors", "error_rate", "p50", "p95", ...}
 
 Each operation keeps `slices` log-bucket sketches covering `window` seconds; a
-snapshot merges the live ones. `record()` takes no lock and does no bucketing: it
-reads the clock (so a value always lands in the slice it was recorded in), appends the
-value to the operation's pending list and, every `_BATCH` values, sketches the whole
-batch at once (`LogSketch.add_many`, a few C loops instead of Python work per value).
-Pending values are flushed before a slice is closed and before any read, under a
-per-operation lock, with `del pending[:n]`, so an append racing a flush is never lost.
-The error counter is a plain increment: under thread contention one may be lost now and
-then, which moves an error rate by nothing measurable. Slices are reused when they
-rotate (cleared, keeping their batch buffers).
+snapshot merges the live ones. Recording takes no lock: it reads the clock (so a value
+always lands in the slice it was recorded in) and, while the slice lasts, counts the
+value in the operation's accumulator. A new operation or a slice to rotate takes the
+slow path under the operation's lock; reads drain the accumulators into the sketches.
 
-Measured (bench/bench_latency.py, 2026-11-22 07:12, shared 2-core machine): `record()`
-379-380 ns net of the harness beside ddsketch's `add` at 912-949 (0.41x). Against the
-previous version in one process: 254 -> 224 ns net (ddsketch 527 in that run), 3,106 ->
-2,816 instructions under callgrind. Not the 200 ns the issue asks for: about 150 ns is
-the call, the clock read and the append, and half of the rest is the C counter's dict
-get and set per value.
+With the C speedups (`_speedups.c`, built by setup.py where a compiler is available)
+`record` is one C call: the accumulator counts by bucket key in a C table, so no
+Python object is made per value, and a record never interleaves with a drain. Without
+them the same steps run in Python: values are appended to a list and sketched `_BATCH`
+at a time (`LogSketch.add_many`), and an error counted by one thread while another
+drains may now and then be lost, which moves an error rate by nothing measurable.
+
+Measured (bench/bench_latency.py, 2026-11-22 07:51, shared 2-core machine): `record()`
+91 ns net of the harness with the C speedups, 303 ns without, against 675 for
+ddsketch's `add` (0.13x and 0.45x).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+from stackmedic.observe._accel import speedups
 from stackmedic.observe._sketch import _BATCH as _SKETCH_BATCH
 from stackmedic.observe._sketch import LogSketch
 
@@ -42,68 +42,103 @@ __all__ = ["LatencyTracker", "OperationStats", "default_tracker", "track"]
 P = ParamSpec("P")
 T = TypeVar("T")
 _now = time.monotonic
-# Values buffered per operation before they are sketched: big enough to amortise the
-# batch set-up, small enough to stay in cache (2 KiB of pointers).
+# Values the Python path buffers per operation before it sketches them: big enough to
+# amortise the batch set-up, small enough to stay in cache (2 KiB of pointers).
 _BATCH = _SKETCH_BATCH
-assert _BATCH == 256, "LatencyTracker.record spells the batch size as a literal"
+
+
+class _PyAccumulator:
+    """`_speedups.Accumulator` in Python: one operation's current slice, as values
+    buffered by `LatencyTracker.record` and batches already sketched."""
+
+    __slots__ = ("_counted", "errors", "slice_end", "values")
+
+    def __init__(self, slice_end: float, alpha: float) -> None:
+        self.slice_end = slice_end
+        self.values: list[float] = []  # appended to by the fast path, up to _BATCH
+        self.errors = 0
+        self._counted = LogSketch(alpha)
+
+    def __len__(self) -> int:
+        return len(self.values) + self._counted.count
+
+    def add(self, seconds: float, error: bool = False) -> None:
+        if len(self.values) >= _BATCH:
+            self._count()
+        if isinstance(seconds, str | bytes | bytearray):  # float() would parse them
+            raise TypeError(f"seconds must be a number, not {type(seconds).__name__}")
+        self.values.append(float(seconds))
+        self.errors += bool(error)
+
+    def _count(self) -> None:
+        values = self.values
+        n = len(values)
+        self._counted.add_many(values[:n])
+        del values[:n]  # values appended meanwhile stay for the next batch
+
+    def drain_into(self, sketch: LogSketch) -> int:
+        self._count()
+        sketch.merge(self._counted)
+        self._counted.clear()
+        errors, self.errors = self.errors, 0
+        return errors
 
 
 class OperationStats:
-    """The ring of per-slice sketches, error counts and pending values of one operation."""
+    """The ring of per-slice sketches and error counts of one operation, and the
+    accumulator counting its current slice until the next read or rotation."""
 
-    __slots__ = ("_alpha", "_index", "_lock", "_sketches", "_slice_len", "current",
-                 "errors", "pending", "slice_end")
+    __slots__ = ("_alpha", "_index", "_lock", "_sketches", "_slice_len", "accumulator",
+                 "current", "errors")
 
-    def __init__(self, slices: int, slice_len: float, alpha: float, now: float) -> None:
+    def __init__(self, slices: int, slice_len: float, alpha: float, now: float, *,
+                 accelerated: bool) -> None:
         self._alpha = alpha
         self._slice_len = slice_len
         self._sketches = [LogSketch(alpha) for _ in range(slices)]
         self._lock = threading.Lock()
-        self.errors = [0] * slices  # one counter per slice; `errors[0]` is current
-        self.pending: list[float] = []  # values of the current slice not yet sketched
+        self.errors = [0] * slices  # one counter per slice, newest first
         self._index = 0
         self.current = self._sketches[0]
-        self.slice_end = now + slice_len
+        self.accumulator = (speedups.Accumulator(now + slice_len, *self.current.key_layout)
+                            if accelerated and speedups else
+                            _PyAccumulator(now + slice_len, alpha))
 
-    def flush(self) -> None:
-        """Sketch the pending values into the current slice."""
+    def add(self, seconds: float, error: bool, now: float) -> None:
+        """The slow path of a record: rotate if the slice is over, then count the value."""
         with self._lock:
-            self._flush()
+            if now >= self.accumulator.slice_end:
+                self._rotate(now)
+            self.accumulator.add(seconds, error)
 
-    def _flush(self) -> None:
-        pending = self.pending
-        n = len(pending)
-        if n:
-            self.current.add_many(pending[:n])
-            del pending[:n]  # values appended meanwhile stay for the next flush
+    def _drain(self) -> None:
+        """Move what the accumulator counted into the current slice."""
+        self.errors[0] += self.accumulator.drain_into(self.current)
 
-    def rotate(self, now: float) -> None:
+    def _rotate(self, now: float) -> None:
         """Start a new slice (dropping the oldest) for each slice length that passed."""
-        with self._lock:
-            if now < self.slice_end:
-                return  # another thread rotated first
-            self._flush()
-            passed = int((now - self.slice_end) // self._slice_len) + 1
-            for _ in range(min(len(self._sketches), passed)):
-                self._index = (self._index + 1) % len(self._sketches)
-                # Reused, not replaced: the sketch keeps its batch buffers.
-                self._sketches[self._index].clear()
-                # Errors are kept newest-first so the hot path can always bump errors[0].
-                self.errors.insert(0, 0)
-                self.errors.pop()
-            self.current = self._sketches[self._index]
-            self.slice_end += self._slice_len * passed
+        accumulator = self.accumulator
+        self._drain()
+        passed = int((now - accumulator.slice_end) // self._slice_len) + 1
+        for _ in range(min(len(self._sketches), passed)):
+            self._index = (self._index + 1) % len(self._sketches)
+            # Reused, not replaced: the sketch keeps its batch buffers.
+            self._sketches[self._index].clear()
+            self.errors.insert(0, 0)
+            self.errors.pop()
+        self.current = self._sketches[self._index]
+        accumulator.slice_end += self._slice_len * passed  # last: reopens the fast path
 
     def merged(self, now: float) -> tuple[LogSketch, int]:
         """One sketch of the whole window and its error count."""
-        if now >= self.slice_end:
-            self.rotate(now)
         total = LogSketch(self._alpha)
         with self._lock:
-            self._flush()
+            if now >= self.accumulator.slice_end:
+                self._rotate(now)
+            self._drain()
             for sketch in self._sketches:
                 total.merge(sketch)
-        return total, sum(self.errors)
+            return total, sum(self.errors)
 
 
 class LatencyTracker:
@@ -116,46 +151,42 @@ class LatencyTracker:
         self._alpha = alpha
         self._clock = clock
         self._ops: dict[str, OperationStats] = {}
+        # operation -> its accumulator, read by the fast path without a lock
+        self._accumulators: dict[str, Any] = {}
         self._new_lock = threading.Lock()
-        if clock is not _now:
-            self.record = self._record_clocked  # type: ignore[method-assign]
+        self._accelerated = speedups is not None  # decided once: C and Python don't mix
+        if speedups is not None:
+            self.record = speedups.Recorder(  # type: ignore[method-assign]
+                self._accumulators, self._record_slow, None if clock is _now else clock)
 
     def record(self, operation: str, seconds: float, error: bool = False) -> None:
         """Count one call of `operation` that took `seconds` (and failed if `error`)."""
+        # The Python fast path (the C one is `_speedups.Recorder`); inlined, because a
+        # Python call is a third of the budget.
         try:
-            stats = self._ops[operation]
+            accumulator = self._accumulators[operation]
         except KeyError:
-            stats = self._stats(operation)
-        # The hot path: a clock read, an append and a length check, inlined (a Python
-        # call is a third of the budget). The module-level clock is a quarter cheaper to
-        # call than `self._clock`; a tracker given another clock gets `_record_clocked`.
-        if _now() >= stats.slice_end:
-            stats.rotate(_now())
-        pending = stats.pending
-        pending.append(seconds)
+            return self._record_slow(operation, seconds, error)
+        if (self._clock() >= accumulator.slice_end or len(accumulator.values) >= _BATCH
+                or seconds.__class__ is not float):  # the slow path converts or refuses
+            return self._record_slow(operation, seconds, error)
+        accumulator.values.append(seconds)
         if error:
-            stats.errors[0] += 1
-        if len(pending) >= 256:  # _BATCH, as a literal: a global load is dearer
-            stats.flush()
+            accumulator.errors += 1
+        return None
 
-    def _record_clocked(self, operation: str, seconds: float, error: bool = False) -> None:
-        """`record` on an injected clock (tests, simulations)."""
+    def _record_slow(self, operation: str, seconds: float, error: bool = False) -> None:
         stats = self._ops.get(operation) or self._stats(operation)
-        now = self._clock()
-        if now >= stats.slice_end:
-            stats.rotate(now)
-        stats.pending.append(seconds)
-        if error:
-            stats.errors[0] += 1
-        if len(stats.pending) >= _BATCH:
-            stats.flush()
+        stats.add(seconds, error, self._clock())
 
     def _stats(self, operation: str) -> OperationStats:
         with self._new_lock:
             stats = self._ops.get(operation)
             if stats is None:
                 stats = self._ops[operation] = OperationStats(
-                    self._slices, self.window / self._slices, self._alpha, self._clock())
+                    self._slices, self.window / self._slices, self._alpha, self._clock(),
+                    accelerated=self._accelerated)
+                self._accumulators[operation] = stats.accumulator
             return stats
 
     def track(self, operation: str) -> _Timer:

@@ -8,25 +8,21 @@ is within 2^-m / (2 + 2^-m) of every value in it, and `m` is the smallest giving
 dict, so sketches merge by adding counts (the slices of a sliding window, or sketches
 from several processes).
 
-Why bits rather than ceil(log_gamma(x)): the keys of a whole batch can be computed in
-C without a Python operation per value (`add_many`: the doubles are packed into a
-reused buffer, two byte columns are rewritten in place with `translate` and a slice
-copy, and the high 32-bit words, read through a strided memoryview, are the keys,
-counted by `collections`' C counter), which is what lets `add` and
-`LatencyTracker.record` buffer values and stay cheap. One value at a time the two cost
-about the same. What a batch costs, per value (2026-11-22, 256 values): about half is
-that C counter (an int made and a dict get and set per value, the floor without a
-compiled extension), a tenth the packing; `max()` only runs when a byte-level gate says
-the batch may hold a new maximum.
+Why bits rather than ceil(log_gamma(x)): a key is a few integer operations on the
+double's bits, in C (`_speedups.c`, where it is built) or, without a Python operation per
+value, in pure Python: `add_many` packs a batch into a reused buffer, rewrites two byte
+columns in place with `translate` and a slice copy, and counts the high 32-bit words,
+read through a strided memoryview, with `collections`' C counter. That is what lets
+`add` and `LatencyTracker.record` buffer values and stay cheap. On the Python path about
+half of a batch's cost is that counter (an int made and a dict get and set per value),
+a tenth the packing; `max()` only runs when a byte-level gate says the batch may hold a
+new maximum. tests/observe check that both paths make the same keys.
 
 Why not the `ddsketch` package: the same guarantee is two hundred lines, and a service
 should not need a dependency for it. bench/bench_latency.py measures both (and
-hdrhistogram) side by side; 2026-11-22 07:12 on the shared 2-core box, whose speed
-moved by 1.8x within minutes, so compare within a run: `add` 229-234 ns net against
-ddsketch's 912-949 and hdrhistogram's 1,559-1,623, relative errors 0.61% / 0.33% /
-0.36% at p50/p95/p99 against ddsketch's 0.96% / 0.49% / 0.39%. Against the previous
-layout (a key bytearray assembled from three columns per batch, `max` always) in one
-process: 183 -> 147 ns net; 2,170 -> 2,021 instructions per `add` under callgrind.
+hdrhistogram) side by side (2026-11-22 07:51, shared 2-core box): `add` 159 ns net with
+the C speedups, 185 without, against ddsketch's 675 and hdrhistogram's 1,350; relative
+errors 0.61% / 0.33% / 0.36% at p50/p95/p99 against ddsketch's 0.96% / 0.49% / 0.39%.
 """
 
 from __future__ import annotations
@@ -35,6 +31,8 @@ import struct
 import sys
 from collections import defaultdict
 from typing import Any
+
+from stackmedic.observe._accel import speedups
 
 try:
     from collections import _count_elements  # type: ignore[attr-defined]
@@ -201,13 +199,23 @@ class LogSketch:
         self._gate = _gate(top)
 
     def add_many(self, values: list[float]) -> None:
-        """Count every value of `values`: the same as `add` for each, in a few C loops.
+        """Count every value of `values`: the same as `add` for each.
 
-        The doubles are packed into a reused buffer and turned into their keys in place
-        by two byte-column operations (see `_B7`); `collections`' C counter counts the
-        high words through a strided memoryview, and the max is only looked for when the
-        gate's `translate`s say a value may exceed it. No Python operation per value.
+        With the C speedups, `_speedups.count_into` makes the keys and counts them in
+        one call. Without them the doubles are packed into a reused buffer and turned
+        into their keys in place by two byte-column operations (see `_B7`);
+        `collections`' C counter counts the high words through a strided memoryview, and
+        the max is only looked for when the gate's `translate`s say a value may exceed
+        it. No Python operation per value either way.
         """
+        if speedups is not None:
+            total, top, zeros = speedups.count_into(self._buckets, values, self._hi_mask,
+                                                    self._bits)
+            self._sum += total
+            self._zeros += zeros
+            if top > self._max:
+                self._raise_max(top)
+            return
         n = len(values)
         if n != _BATCH:
             for i in range(0, n, _BATCH):
@@ -259,17 +267,29 @@ class LogSketch:
             if top_value > self._max:
                 self._raise_max(top_value)
 
+    @property
+    def key_layout(self) -> tuple[int, int]:
+        """(hi_mask, mantissa bits): how keys are made, for `_speedups` to make them alike."""
+        return self._hi_mask, self._bits
+
+    def add_counts(self, counts: dict[int, int], total: float, top: float,
+                   zeros: int) -> None:
+        """Add values already bucketed with this sketch's `key_layout` (their count per
+        key, sum, max and how many counted as zero): how an accumulator hands over."""
+        self._flush()
+        buckets = self._buckets
+        for key, n in counts.items():
+            buckets[key] += n
+        self._sum += total
+        self._zeros += zeros
+        if top > self._max:
+            self._raise_max(top)
+
     def merge(self, other: LogSketch) -> None:
         """Add `other`'s counts to this sketch (both must have the same alpha)."""
         if other.alpha != self.alpha:
             raise ValueError("cannot merge sketches of different accuracy")
-        buckets = self._buckets
-        for key, n in list(other.buckets.items()):
-            buckets[key] += n
-        self._zeros += other.zeros
-        self._sum += other.sum
-        if other.max > self._max:
-            self._raise_max(other.max)
+        self.add_counts(dict(other.buckets), other.sum, other.max, other.zeros)
 
     def _start(self, key: int) -> int:
         """The bit pattern of the smallest double in bucket `key`."""
