@@ -46,3 +46,40 @@ def test_opentelemetry_bridge_keeps_the_same_behaviour() -> None:
     with tracer.trace("cmd") as trace, trace.phase("p"):
         pass
     assert tracer.recent()[0]["phases"][0]["name"] == "p"
+
+
+def test_opentelemetry_spans_are_exported_with_phases_as_children_and_errors() -> None:
+    """Through a real SDK provider: one span per trace and phase, phases parented by
+    their trace, attributes kept, and a trace that raises is an error span with the
+    exception recorded."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = Tracer(otel=True, tracer_provider=provider)
+    with tracer.trace("PlaceOrder", order_id=42, customer=object()) as trace:
+        with trace.phase("validate"):
+            pass
+        with trace.phase("append_events"):
+            pass
+    with pytest.raises(ValueError), tracer.trace("Refund") as trace, trace.phase("load"):
+        raise ValueError("no such order")
+
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert set(spans) == {"PlaceOrder", "validate", "append_events", "Refund", "load"}
+    order = spans["PlaceOrder"]
+    assert order.attributes is not None and order.attributes["order_id"] == 42
+    assert isinstance(order.attributes["customer"], str)  # made exportable
+    for phase in ("validate", "append_events"):
+        parent = spans[phase].parent
+        assert parent is not None and parent.span_id == order.context.span_id
+    assert order.status.status_code is not StatusCode.ERROR
+    refund = spans["Refund"]
+    assert refund.status.status_code is StatusCode.ERROR
+    assert [event.name for event in refund.events] == ["exception"]
+    assert tracer.recent()[0]["error"] == "ValueError: no such order"

@@ -11,8 +11,10 @@
 This is the event-sourcing guide's "command tracer": when a command is slow, the
 phases say where the time went. Memory is bounded by `capacity` traces of at most
 `max_phases` phases. When `opentelemetry` is installed and `otel=True`, every trace
-and phase is also an OpenTelemetry span, so the same code feeds an existing tracing
-backend; without it nothing is imported.
+and phase is also an OpenTelemetry span (phases are children of their trace; a trace
+that raises records the exception and an error status), so the same code feeds an
+existing tracing backend: through the global tracer provider, or the one passed as
+`tracer_provider`. Without `otel` nothing is imported.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class Trace:
         self.duration = time.monotonic() - self._start
         if exc is not None:
             self.error = f"{type(exc).__name__}: {exc}"[:200]
-        self._spans.close()
+        self._spans.__exit__(kind, exc, tb)  # the span sees the exception, if any
         self._tracer._finish(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,7 +80,8 @@ class Trace:
 class Tracer:
     """Keeps the last `capacity` traces and per-name counts."""
 
-    def __init__(self, *, capacity: int = 200, max_phases: int = 50, otel: bool = False) -> None:
+    def __init__(self, *, capacity: int = 200, max_phases: int = 50, otel: bool = False,
+                 tracer_provider: Any = None) -> None:
         self.max_phases = max_phases
         self._ring: deque[Trace] = deque(maxlen=capacity)
         self._counts: dict[str, list[float]] = {}  # name -> [count, errors, total seconds]
@@ -90,7 +93,8 @@ class Tracer:
             except ImportError:
                 pass
             else:
-                self._otel = otel_trace.get_tracer("stackmedic")
+                self._otel = otel_trace.get_tracer("stackmedic",
+                                                   tracer_provider=tracer_provider)
 
     def trace(self, name: str, **attributes: Any) -> Trace:
         """A trace of operation `name`, used as a context manager."""
