@@ -128,3 +128,61 @@ def test_nonsense_replies_cost_facts_not_the_run(hostile_url: str) -> None:
     evictions = only(findings, "cache.evictions")  # INFO was read but lacks the counter
     assert evictions.severity is Severity.UNKNOWN and "lacks" in evictions.summary
     assert "persistence is off" not in only(findings, "cache.persistence.failing").summary
+
+
+@pytest.fixture
+def flooding_url() -> Iterator[tuple[str, list[int]]]:
+    """A server that answers PING, then answers INFO with a 1 GiB bulk string that it
+    streams until the client hangs up; the list holds the bytes it managed to send."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    sent = [0]
+
+    def serve(conn: socket.socket) -> None:
+        buffer, chunk = b"", b"x" * (1 << 20)
+        with conn:
+            while True:
+                args, buffer = _parse(buffer)
+                if args is None:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                    continue
+                if args[0].upper() != "INFO":
+                    conn.sendall(b"+PONG\r\n" if args[0].upper() == "PING" else b"+OK\r\n")
+                    continue
+                try:
+                    conn.sendall(b"$1073741824\r\n")
+                    while sent[0] < 1 << 30:
+                        conn.sendall(chunk)
+                        sent[0] += len(chunk)
+                except OSError:
+                    return  # the client hung up, as it should
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0", sent
+    listener.close()
+
+
+def test_a_flood_of_a_reply_is_cut_off_at_the_cap(flooding_url: tuple[str, list[int]]
+                                                   ) -> None:
+    """A server streaming a 1 GiB INFO reply is hung up on once 64 MiB are read: the
+    check says it could not tell (unknown), names the cap, and keeps going."""
+    from stackmedic.probes.redis._client import MAX_REPLY_BYTES
+
+    url, sent = flooding_url
+    down = only(diagnose(url), "cache.down")
+    assert down.severity is Severity.UNKNOWN
+    assert "more than 64 MiB" in down.summary and "not a Redis server" in (down.cause or "")
+    # What was sent is what we read plus what the two sockets' kernel buffers held.
+    assert MAX_REPLY_BYTES < sent[0] < MAX_REPLY_BYTES + 32 * (1 << 20)

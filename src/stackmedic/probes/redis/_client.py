@@ -8,13 +8,17 @@ else raises `ForbiddenCommandError` before a byte is sent. `SCAN` must carry a
 (which would fetch `requirepass`) are refused too.
 
 `connect()` opens the connection with timeouts taken from the collector's deadline
-and no driver retries (a retry would multiply the time a dead server costs).
+and no driver retries (a retry would multiply the time a dead server costs). Its
+sockets count what they read after each request and give up past `MAX_REPLY_BYTES`
+(`ReplyTooLargeError`): a server announcing a gigabyte reply, or streaming one, costs
+64 MiB of memory at most, not whatever it can send before the deadline.
 `describe_error()` turns driver exceptions into facts (`kind`, `message`) at this
 boundary, so nothing above this module catches redis-py errors.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +29,9 @@ if TYPE_CHECKING:
     import redis
     from stackmedic.probes.redis import RedisComponent
 
-__all__ = ["ALLOWED", "CLIENT_NAME", "ForbiddenCommandError", "SafeClient", "check_allowed",
-           "connect", "describe_error", "unsolicited_reply"]
+__all__ = ["ALLOWED", "CLIENT_NAME", "MAX_REPLY_BYTES", "ForbiddenCommandError",
+           "ReplyTooLargeError", "SafeClient", "check_allowed", "connect", "describe_error",
+           "unsolicited_reply"]
 
 # (command,) or (command, subcommand): read-only commands a diagnosis needs.
 ALLOWED: frozenset[tuple[str, ...]] = frozenset({
@@ -39,6 +44,10 @@ ALLOWED: frozenset[tuple[str, ...]] = frozenset({
 _CONTAINERS = frozenset(name for name, *sub in ALLOWED if sub)
 MAX_SCAN_COUNT = 10_000  # per SCAN call: the server blocks while it walks this many slots
 CLIENT_NAME = "stackmedic"  # our connection's name in CLIENT LIST and the slow log
+# Bytes read for one request (one command, or one batch) before we hang up. The
+# largest replies we ask for (CLIENT LIST of 10,000 clients, a SCAN page of 10,000
+# long names) are a few MB.
+MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 
 class ForbiddenCommandError(StackmedicError):
@@ -133,6 +142,56 @@ class SafeClient:
         self._client.close()
 
 
+class ReplyTooLargeError(Exception):
+    """The server sent more than MAX_REPLY_BYTES for one request."""
+
+
+class _CountingSocket:
+    """A socket that refuses to read more than `limit` bytes per request.
+
+    The count restarts at each `sendall` (redis-py sends each request with it) and
+    covers what redis-py's parsers read with `recv`/`recv_into`; everything else is the
+    wrapped socket's (TCP, TLS or unix), so poll() and shutdown work as before.
+    """
+
+    def __init__(self, sock: socket.socket, limit: int) -> None:
+        self._sock = sock
+        self._limit = limit
+        self._read = 0
+
+    def sendall(self, data: Any, *flags: int) -> None:
+        self._read = 0
+        self._sock.sendall(data, *flags)
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        data = self._sock.recv(size, *flags)
+        if not flags:  # MSG_PEEK leaves the bytes to be read (and counted) later
+            self._count(len(data))
+        return data
+
+    def recv_into(self, buffer: Any, *args: int) -> int:
+        n = self._sock.recv_into(buffer, *args)
+        self._count(n)
+        return n
+
+    def _count(self, n: int) -> None:
+        self._read += n
+        if self._read > self._limit:
+            raise ReplyTooLargeError(
+                f"the server sent more than {self._limit // (1024 * 1024)} MiB for one "
+                "request; stopped reading")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _CappedReplies:
+    """Mixed into redis-py's connection class: its socket is a `_CountingSocket`."""
+
+    def _connect(self) -> Any:
+        return _CountingSocket(super()._connect(), MAX_REPLY_BYTES)  # type: ignore[misc]
+
+
 def _packer() -> Callable[[Sequence[Any]], bytes]:
     """hiredis's C encoder when installed (3x faster than `_pack`), else `_pack`."""
     try:
@@ -174,6 +233,9 @@ def connect(component: RedisComponent, timeout: float) -> SafeClient:
     if component.tls_ca_file is not None:
         options["ssl_ca_certs"] = component.tls_ca_file
     client = redis.Redis.from_url(component.url, **options)
+    pool = client.connection_pool
+    base = pool.connection_class  # TCP, TLS or unix socket, from the URL
+    pool.connection_class = type(f"Capped{base.__name__}", (_CappedReplies, base), {})
     return SafeClient(client)
 
 
@@ -190,6 +252,8 @@ def describe_error(err: BaseException) -> dict[str, str]:
         kind = "auth"
     elif isinstance(err, rex.BusyLoadingError) or text.startswith("LOADING"):
         kind = "loading"
+    elif isinstance(err, ReplyTooLargeError):
+        kind = "oversized"
     elif "MAX NUMBER OF CLIENTS" in text:
         kind = "maxclients"
     elif "SSL" in text or "CERTIFICATE" in text:

@@ -41,6 +41,8 @@ _DOWN_CAUSES = {
            "trust (set tls_ca_file), has expired, or names another host",
     "connection": "the connection failed before Redis answered",
     "error": "the server answered PING with an error",
+    "oversized": "the server sent an absurdly large reply: not a Redis server, a broken "
+                 "proxy, or a hostile endpoint",
 }
 
 
@@ -66,6 +68,10 @@ def availability(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                               evidence=evidence,
                               cause="every maxclients slot is taken: a connection leak or "
                                     "pools sized above the limit (hypothesis)")
+        elif kind == "oversized":  # it answered, but not like Redis: we cannot tell
+            yield ctx.finding("cache.down", Severity.UNKNOWN,
+                              f"Redis at {facts.get('target')} could not be checked: "
+                              f"{message}", evidence=evidence, cause=_DOWN_CAUSES[kind])
         else:
             yield ctx.finding("cache.down", Severity.CRITICAL,
                               f"Redis at {facts.get('target')} unreachable: {message}",
