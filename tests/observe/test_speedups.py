@@ -111,3 +111,84 @@ def test_c_counts_every_error_while_reads_drain() -> None:
     read.join()
     snap = tracker.snapshot()["op"]
     assert snap["count"] == snap["errors"] == 160_000
+
+
+def c_speedups() -> Any:
+    if _accel.speedups is None:
+        pytest.skip("the C speedups are not built here")
+    return _accel.speedups
+
+
+def test_accumulator_key_layout_is_checked_and_fixed_at_creation() -> None:
+    """An Accumulator made by __new__ alone, or with a mask that drops b7, made key 0 (the
+    table's empty slot) and lost values silently; __init__ called again changed the
+    layout under the keys already counted."""
+    speedups = c_speedups()
+    with pytest.raises(TypeError):
+        speedups.Accumulator.__new__(speedups.Accumulator)
+    with pytest.raises(ValueError):
+        speedups.Accumulator(1e300, 0, 12)
+    with pytest.raises(ValueError):
+        speedups.count_into({}, [0.5], 0, 12)
+    fine, coarse = _sketch.LogSketch(0.01), _sketch.LogSketch(0.2)
+    accumulator = speedups.Accumulator(1e300, *fine.key_layout)
+    accumulator.add(0.7)
+    accumulator.__init__(1e300, *coarse.key_layout)
+    accumulator.add(0.7)
+    accumulator.drain_into(fine)
+    assert dict(fine.buckets) == {fine._key(0.7): 2}
+
+
+@pytest.mark.usefixtures("implementation")
+def test_bucket_counts_past_two_to_the_64_keep_adding() -> None:
+    """Counts are Python ints (from_dict takes any): the C path refused them with
+    OverflowError where `buckets[key] += n` adds."""
+    one = _sketch.LogSketch()
+    one.add_many([0.5])
+    key = one._key(0.5)
+    sketch = _sketch.LogSketch.from_dict({**one.to_dict(), "buckets": {str(key): 2 ** 64}})
+    sketch.add_many([0.5])
+    sketch.merge(one)
+    assert sketch.buckets[key] == 2 ** 64 + 2
+
+
+def test_drain_into_a_non_sketch_loses_nothing() -> None:
+    speedups = c_speedups()
+    accumulator = speedups.Accumulator(1e300, *_sketch.LogSketch().key_layout)
+    accumulator.add(0.5, True)
+    with pytest.raises(AttributeError):
+        accumulator.drain_into(None)
+    sketch = _sketch.LogSketch()
+    assert (len(accumulator), accumulator.drain_into(sketch), sketch.count) == (1, 1, 1)
+
+
+@pytest.mark.usefixtures("implementation")
+def test_a_subclass_record_override_and_the_unbound_method_work() -> None:
+    """The C Recorder, an instance attribute, hid a subclass's `record`; and the class's
+    `record` (`super().record`, `LatencyTracker.record(t, ...)`) read `values` off a C
+    accumulator."""
+
+    class Doubling(LatencyTracker):
+        def record(self, operation: str, seconds: float, error: bool = False) -> None:
+            super().record(operation, seconds * 2, error)
+
+    tracker = Doubling()
+    tracker.record("op", 0.5)
+    tracker.record("op", 0.5)
+    plain = LatencyTracker()
+    LatencyTracker.record(plain, "op", 0.5)
+    LatencyTracker.record(plain, "op", 0.5, True)
+    assert tracker.snapshot()["op"]["max"] == 1.0
+    assert (plain.snapshot()["op"]["count"], plain.snapshot()["op"]["errors"]) == (2, 1)
+
+
+@pytest.mark.usefixtures("implementation")
+def test_a_refused_record_of_a_new_operation_leaves_no_trace() -> None:
+    """Positional or keyword, C or Python: a refused value does not create the operation
+    (the slow path used to make it before converting the value)."""
+    tracker = LatencyTracker()
+    with pytest.raises(TypeError):
+        tracker.record("positional", "slow")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        tracker.record(operation="keywords", seconds="slow")  # type: ignore[arg-type]
+    assert tracker.snapshot() == {}

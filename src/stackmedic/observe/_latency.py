@@ -42,9 +42,21 @@ __all__ = ["LatencyTracker", "OperationStats", "default_tracker", "track"]
 P = ParamSpec("P")
 T = TypeVar("T")
 _now = time.monotonic
+# The C Recorder reads CLOCK_MONOTONIC itself only where that is time.monotonic's clock
+# (not on macOS, whose time.monotonic is mach_absolute_time: slice ends would be set
+# and checked on two different clocks); elsewhere it calls time.monotonic.
+_C_CLOCK_IS_MONOTONIC = (time.get_clock_info("monotonic").implementation
+                         == "clock_gettime(CLOCK_MONOTONIC)")
 # Values the Python path buffers per operation before it sketches them: big enough to
 # amortise the batch set-up, small enough to stay in cache (2 KiB of pointers).
 _BATCH = _SKETCH_BATCH
+
+
+def _seconds(seconds: float) -> float:
+    """`seconds` as a float, as the C path converts it (a str is refused, not parsed)."""
+    if isinstance(seconds, str | bytes | bytearray):  # float() would parse them
+        raise TypeError(f"seconds must be a number, not {type(seconds).__name__}")
+    return float(seconds)
 
 
 class _PyAccumulator:
@@ -65,9 +77,7 @@ class _PyAccumulator:
     def add(self, seconds: float, error: bool = False) -> None:
         if len(self.values) >= _BATCH:
             self._count()
-        if isinstance(seconds, str | bytes | bytearray):  # float() would parse them
-            raise TypeError(f"seconds must be a number, not {type(seconds).__name__}")
-        self.values.append(float(seconds))
+        self.values.append(_seconds(seconds))
         self.errors += bool(error)
 
     def _count(self) -> None:
@@ -155,27 +165,35 @@ class LatencyTracker:
         self._accumulators: dict[str, Any] = {}
         self._new_lock = threading.Lock()
         self._accelerated = speedups is not None  # decided once: C and Python don't mix
-        if speedups is not None:
+        # Not when a subclass overrides `record`: the instance attribute would hide it.
+        if speedups is not None and type(self).record is LatencyTracker.record:
             self.record = speedups.Recorder(  # type: ignore[method-assign]
-                self._accumulators, self._record_slow, None if clock is _now else clock)
+                self._accumulators, self._record_slow,
+                None if clock is _now and _C_CLOCK_IS_MONOTONIC else clock)
 
     def record(self, operation: str, seconds: float, error: bool = False) -> None:
         """Count one call of `operation` that took `seconds` (and failed if `error`)."""
         # The Python fast path (the C one is `_speedups.Recorder`); inlined, because a
         # Python call is a third of the budget.
+        # Reached with C accumulators too (`super().record(...)` from a subclass, or
+        # `LatencyTracker.record(tracker, ...)`): they have no `values`, so slow path.
         try:
             accumulator = self._accumulators[operation]
-        except KeyError:
+            values = accumulator.values
+        except (KeyError, AttributeError):
             return self._record_slow(operation, seconds, error)
-        if (self._clock() >= accumulator.slice_end or len(accumulator.values) >= _BATCH
+        if (self._clock() >= accumulator.slice_end or len(values) >= _BATCH
                 or seconds.__class__ is not float):  # the slow path converts or refuses
             return self._record_slow(operation, seconds, error)
-        accumulator.values.append(seconds)
+        values.append(seconds)
         if error:
             accumulator.errors += 1
         return None
 
     def _record_slow(self, operation: str, seconds: float, error: bool = False) -> None:
+        # Converted before a new operation is made: a refused record leaves no trace,
+        # whichever path (C positional, C with keywords, Python) it came by.
+        seconds, error = _seconds(seconds), bool(error)
         stats = self._ops.get(operation) or self._stats(operation)
         stats.add(seconds, error, self._clock())
 

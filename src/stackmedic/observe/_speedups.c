@@ -132,14 +132,21 @@ table_add_to(const Table *table, PyObject *buckets)
         PyObject *key = PyLong_FromUnsignedLong(table->keys[i]);
         if (key == NULL)
             return -1;
-        PyObject *old = PyDict_GetItemWithError(buckets, key);
-        unsigned long long before = 0;
-        if (old != NULL)
-            before = PyLong_AsUnsignedLongLong(old);
-        PyObject *total = PyErr_Occurred() ? NULL
-                          : PyLong_FromUnsignedLongLong(before + table->counts[i]);
+        PyObject *count = PyLong_FromUnsignedLongLong(table->counts[i]);
+        PyObject *old = count == NULL ? NULL : PyDict_GetItemWithError(buckets, key);
+        PyObject *total = NULL;
+        if (old != NULL) {
+            /* Python ints, as `buckets[key] += n`: a count is not capped at 2^64
+             * (from_dict takes any), and `old` is held while adding. */
+            Py_INCREF(old);
+            total = PyNumber_Add(old, count);
+            Py_DECREF(old);
+        }
+        else if (count != NULL && !PyErr_Occurred())
+            total = Py_NewRef(count);
         int status = total == NULL ? -1 : PyDict_SetItem(buckets, key, total);
         Py_XDECREF(total);
+        Py_XDECREF(count);
         Py_DECREF(key);
         if (status < 0)
             return -1;
@@ -176,8 +183,12 @@ parse_layout(PyObject *hi_mask_obj, PyObject *bits_obj, uint32_t *hi_mask, int *
     long nbits = PyLong_AsLong(bits_obj);
     if (PyErr_Occurred())
         return -1;
-    if (nbits < 1 || nbits > 12 || mask > 0xFFFFFFFFul) {
-        PyErr_SetString(PyExc_ValueError, "key layout: bits must be 1..12, hi_mask 32 bits");
+    /* The mask LogSketch makes for `bits` (its key_layout): b7 whole, so that no valid
+     * value has key 0 (the table's empty slot), and b6 masked below 4 bits. */
+    if (nbits < 1 || nbits > 12
+            || mask != (0xFF000000ul | ((0xFFul << (nbits < 4 ? 4 - nbits : 0)) & 0xFF) << 16)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "key layout: bits must be 1..12 and hi_mask LogSketch's for them");
         return -1;
     }
     *hi_mask = (uint32_t)mask;
@@ -200,19 +211,28 @@ typedef struct {
 
 static PyTypeObject AccumulatorType;
 
-static int
-accumulator_init(Accumulator *self, PyObject *args, PyObject *kwds)
+/* In tp_new, not tp_init: an Accumulator made by __new__ alone would have no layout
+ * (every key 0, the empty slot: values silently lost), and __init__ called again
+ * would change the layout under the keys already counted. */
+static PyObject *
+accumulator_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"slice_end", "hi_mask", "bits", NULL};
     double slice_end;
-    PyObject *hi_mask, *bits;
+    PyObject *hi_mask_obj, *bits_obj;
+    uint32_t hi_mask;
+    int bits;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "dOO:Accumulator", kwlist,
-                                     &slice_end, &hi_mask, &bits))
-        return -1;
-    if (parse_layout(hi_mask, bits, &self->hi_mask, &self->bits) < 0)
-        return -1;
+                                     &slice_end, &hi_mask_obj, &bits_obj)
+            || parse_layout(hi_mask_obj, bits_obj, &hi_mask, &bits) < 0)
+        return NULL;
+    Accumulator *self = (Accumulator *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
     self->slice_end = slice_end;
-    return 0;
+    self->hi_mask = hi_mask;
+    self->bits = bits;
+    return (PyObject *)self;
 }
 
 static void
@@ -259,9 +279,13 @@ accumulator_drain_into(Accumulator *self, PyObject *sketch)
 {
     /* Everything is taken before add_counts runs Python code, during which other
      * threads may record into the emptied accumulator. */
+    PyObject *add_counts = PyObject_GetAttrString(sketch, "add_counts");
+    if (add_counts == NULL)
+        return NULL;  /* not a sketch: nothing is taken */
     PyObject *counts = PyDict_New();
     if (counts == NULL || table_add_to(&self->table, counts) < 0) {
         Py_XDECREF(counts);
+        Py_DECREF(add_counts);
         return NULL;
     }
     Totals totals = self->totals;
@@ -274,8 +298,9 @@ accumulator_drain_into(Accumulator *self, PyObject *sketch)
     self->totals = (Totals){0.0, 0.0, 0};
     self->count = 0;
     self->errors = 0;
-    PyObject *done = PyObject_CallMethod(sketch, "add_counts", "Oddn", counts, totals.sum,
-                                         totals.max, totals.zeros);
+    PyObject *done = PyObject_CallFunction(add_counts, "Oddn", counts, totals.sum,
+                                           totals.max, totals.zeros);
+    Py_DECREF(add_counts);
     Py_DECREF(counts);
     if (done == NULL)
         return NULL;
@@ -307,8 +332,7 @@ static PyTypeObject AccumulatorType = {
     .tp_doc = "Accumulator(slice_end, hi_mask, bits): one operation's current slice.",
     .tp_basicsize = sizeof(Accumulator),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)accumulator_init,
+    .tp_new = accumulator_new,
     .tp_dealloc = (destructor)accumulator_dealloc,
     .tp_methods = accumulator_methods,
     .tp_members = accumulator_members,
@@ -490,8 +514,14 @@ count_into(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     for (Py_ssize_t i = 0; status == 0 && i < PyList_GET_SIZE(values); i++) {
         PyObject *item = PyList_GET_ITEM(values, i);
-        double value = PyFloat_CheckExact(item) ? PyFloat_AS_DOUBLE(item)
-                                                : PyFloat_AsDouble(item);
+        double value;
+        if (PyFloat_CheckExact(item))
+            value = PyFloat_AS_DOUBLE(item);
+        else {
+            Py_INCREF(item);  /* __float__ may run Python code that empties the list */
+            value = PyFloat_AsDouble(item);
+            Py_DECREF(item);
+        }
         if (value == -1.0 && PyErr_Occurred())
             status = -1;
         else
