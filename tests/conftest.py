@@ -13,6 +13,13 @@ from tests.fixtures.redis import RedisServer
 
 
 @pytest.fixture(autouse=True)
+def _private_state_home(tmp_path_factory: pytest.TempPathFactory,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`stackmedic doctor` run by a test keeps its history in a temp dir, not ~/.local."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture(autouse=True)
 def _forget_secrets() -> Iterator[None]:
     """Each test starts with no registered secrets, so redaction tests stay independent."""
     redact.forget_secrets()

@@ -90,15 +90,23 @@ def doctor(
     progress: Annotated[bool, typer.Option(help="Show progress on a terminal.")] = True,
     record: Annotated[Path | None, typer.Option(
         help="Also write the collected facts (redacted JSON) here, to replay in tests.")] = None,
+    state: Annotated[Path | None, typer.Option(
+        help="Counters of the previous run, for \"since the last run\" (default: "
+             "$XDG_STATE_HOME/stackmedic/<stack>-<hash>.json).")] = None,
+    no_state: Annotated[bool, typer.Option(
+        "--no-state", help="Neither read nor write the previous run's counters.")] = False,
 ) -> None:
     """Probe the stack and report findings; exit 0 ok, 1 warning, 2 critical, 3 unknown."""
     from stackmedic.doctor import run_doctor
+    from stackmedic.history import History, default_history_path
     from stackmedic.report import render
 
     stack = _resolve_stack(config)
+    history = None if no_state else History(
+        state or default_history_path(stack.path, stack.name))
     remaining = max(0.5, deadline - (time.monotonic() - _STARTED))
     with _progress(enabled=progress and sys.stderr.isatty()) as on_progress:
-        run = run_doctor(stack, deadline=remaining, progress=on_progress)
+        run = run_doctor(stack, deadline=remaining, progress=on_progress, history=history)
     if record is not None:
         import json
 

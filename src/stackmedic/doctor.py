@@ -31,6 +31,7 @@ from stackmedic.checks import (
 from stackmedic.config import ComponentBase, Stack
 from stackmedic.correlate import correlate
 from stackmedic.findings import Finding, Severity, overall_status, sort_key
+from stackmedic.history import History
 from stackmedic.runbooks import attach_remedy
 from stackmedic.thresholds import Thresholds
 
@@ -71,13 +72,18 @@ Progress = Callable[[int, int], None]
 
 
 def run_doctor(stack: Stack, *, deadline: float = DEFAULT_DEADLINE,
-               progress: Progress | None = None) -> Run:
-    """Run every check of `stack` and return the correlated findings (blocking)."""
-    return asyncio.run(run_stack(stack, deadline=deadline, progress=progress))
+               progress: Progress | None = None, history: History | None = None) -> Run:
+    """Run every check of `stack` and return the correlated findings (blocking).
+
+    With a `history`, checks that keep counters compare them with the previous run's
+    (and the history is saved for the next one).
+    """
+    return asyncio.run(run_stack(stack, deadline=deadline, progress=progress,
+                                 history=history))
 
 
 async def run_stack(stack: Stack, *, deadline: float = DEFAULT_DEADLINE,
-                    progress: Progress | None = None) -> Run:
+                    progress: Progress | None = None, history: History | None = None) -> Run:
     """Async form of `run_doctor`, for callers that already run an event loop."""
     started_at = datetime.now(UTC)
     start = time.monotonic()
@@ -98,7 +104,7 @@ async def run_stack(stack: Stack, *, deadline: float = DEFAULT_DEADLINE,
         nonlocal done
         try:
             return await _collect_and_evaluate(name, component, spec, thresholds, resources,
-                                               hard_deadline, facts)
+                                               hard_deadline, facts, history)
         finally:
             done += 1
             if progress is not None:
@@ -111,6 +117,8 @@ async def run_stack(stack: Stack, *, deadline: float = DEFAULT_DEADLINE,
         batches = await asyncio.gather(*(one(*job) for job in jobs), *log_jobs)
     finally:
         await resources.aclose()
+    if history is not None:
+        history.save()
     findings = [attach_remedy(f) for batch in batches for f in batch]
     findings = sorted(correlate(findings, stack.components), key=sort_key)
     duration_ms = int((time.monotonic() - start) * 1000)
@@ -120,6 +128,7 @@ async def run_stack(stack: Stack, *, deadline: float = DEFAULT_DEADLINE,
 async def _collect_and_evaluate(
     name: str, component: ComponentBase, spec: CollectorSpec, thresholds: Thresholds,
     resources: Resources, hard_deadline: float, facts_out: dict[str, dict[str, Facts]],
+    history: History | None,
 ) -> list[Finding]:
     timeout = min(component.timeout or spec.timeout, max(0.0, hard_deadline - time.monotonic()))
     ctx = CollectContext(component=name, deadline=time.monotonic() + timeout,
@@ -137,6 +146,8 @@ async def _collect_and_evaluate(
                         {"error": type(err).__name__})]
     if facts is None:
         return []
+    if history is not None:
+        history.exchange(name, spec.name, facts, datetime.now(UTC))
     facts_out.setdefault(name, {})[spec.name] = facts
     return evaluate(name, component, spec.name, facts, thresholds)
 

@@ -14,6 +14,7 @@ import yaml
 from stackmedic.config import parse_stack
 from stackmedic.doctor import DEFAULT_DEADLINE, Run, run_doctor
 from stackmedic.findings import Finding, Severity
+from stackmedic.history import History
 
 __all__ = ["evaluate_facts", "problems", "run_components", "symptoms", "with_symptom"]
 
@@ -21,11 +22,11 @@ __all__ = ["evaluate_facts", "problems", "run_components", "symptoms", "with_sym
 def run_components(components: Mapping[str, Mapping[str, Any]], *,
                    thresholds: Mapping[str, Mapping[str, float | None]] | None = None,
                    deadline: float = DEFAULT_DEADLINE, environ: Mapping[str, str] | None = None,
-                   ) -> Run:
+                   history: History | None = None) -> Run:
     """Validate component specs as a stack file would, run them, return the run."""
     doc = {"stack": "test", "components": dict(components), "thresholds": dict(thresholds or {})}
     stack = parse_stack(yaml.safe_dump(doc, sort_keys=False), "<test>", environ)
-    return run_doctor(stack, deadline=deadline)
+    return run_doctor(stack, deadline=deadline, history=history)
 
 
 def problems(findings: Iterable[Finding]) -> list[Finding]:

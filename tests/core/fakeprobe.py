@@ -26,6 +26,7 @@ class FakeComponent(ComponentBase):
     sleep: float = 0.0
     crash: bool = False
     evidence: dict[str, Any] = Field(default_factory=dict)
+    counters: dict[str, Any] | None = None  # handed to the history, when set
 
 
 probe = Probe("fake", FakeComponent, description="test-only kind with scripted facts")
@@ -37,8 +38,11 @@ def facts(component: FakeComponent, ctx: CollectContext) -> Facts:
     time.sleep(component.sleep)
     if component.crash:
         raise RuntimeError("scripted crash")
-    return {"symptom": component.symptom, "value": component.value,
-            "evidence": component.evidence}
+    found: Facts = {"symptom": component.symptom, "value": component.value,
+                    "evidence": component.evidence}
+    if component.counters is not None:
+        found["counters"] = component.counters
+    return found
 
 
 @probe.rule("fake.judge", uses="facts",
