@@ -67,13 +67,19 @@ def _finding(console: Any, finding: dict[str, Any], by_fp: dict[str, Any], escap
     style = _STYLE[finding["severity"]]
     marker = " [bold](root cause)[/]" if finding["root_cause"] else ""
     from rich.padding import Padding
+    from rich.table import Table
 
-    def indented(markup: str, left: int) -> None:
+    def indented(markup: str | Table, left: int) -> None:
         """Print `markup` so that wrapped lines keep the indentation of the first."""
         console.print(Padding(markup, (0, 0, 0, left), expand=False))
 
-    console.print(f"  [{style}]{finding['severity'].upper():8}[/] {escape(finding['symptom'])}"
-                  f"{marker}: {escape(finding['summary'])}")
+    # Two columns, so that a long summary wraps under itself, not under the severity.
+    headline = Table.grid(padding=(0, 1))
+    headline.add_column(width=8, no_wrap=True)
+    headline.add_column()
+    headline.add_row(f"[{style}]{finding['severity'].upper()}[/]",
+                     f"{escape(finding['symptom'])}{marker}: {escape(finding['summary'])}")
+    indented(headline, 2)
     evidence = [(k, v) for k, v in finding["evidence"].items() if _short(v)]
     if evidence:
         shown = "  ".join(f"{k}={_fmt(v)}" for k, v in evidence[:_EVIDENCE_ITEMS])

@@ -1,0 +1,27 @@
+"""The terminal report on a narrow terminal: wrapped lines keep their indentation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from stackmedic.report import render
+from stackmedic.testing import run_components
+
+LONG = "word " * 40
+
+
+def test_wrapped_summary_cause_and_evidence_stay_indented() -> None:
+    """At 60 columns every wrapped line of a finding starts at its text's column, so
+    the severity column and the component headings stay readable."""
+    run = run_components({"db": {"kind": "fake", "symptom": "db.down", "value": 1,
+                                 "evidence": {"detail": LONG.strip()[:50]}}})
+    run.findings[0] = replace(run.findings[0], summary="the server refused " + LONG,
+                              cause="because " + LONG)
+    text = render(run, "terminal", color=False, width=60)
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if "db.down" in line)
+    assert lines[start].startswith("  CRITICAL db.down: the server refused")
+    body = [line for line in lines[start + 1:] if line.strip()]
+    assert len(body) > 6  # the summary and the cause did wrap
+    assert all(line.startswith(" " * 11) for line in body), body
+    assert all(len(line) <= 60 for line in lines)
