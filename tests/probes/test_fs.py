@@ -158,14 +158,20 @@ def test_without_a_user_the_doctors_own_ids_are_used(open_dir: Path) -> None:
     assert finding.evidence["uid"] == os.geteuid()
 
 
-def test_read_only_mount_denies_writes_even_to_root(tmp_path: Path) -> None:
-    """A directory on a read-only tmpfs is not writable, and the cause says read-only."""
-    with tmpfs(tmp_path / "ro", "ro,size=64k") as mount:
-        run = run_fs([{"path": str(mount), "must": ["read", "write"], "type": "dir"}])
-    finding = only(run, "fs.permission.denied")
-    assert finding.severity is Severity.CRITICAL
-    assert finding.evidence["denied"] == ["write"]
-    assert finding.cause is not None and "read-only" in finding.cause
+def test_read_only_mount_leaves_the_permission_verdict_to_the_bits(open_dir: Path) -> None:
+    """On a read-only tmpfs, root's write is not a permission problem (the summary
+    points at the read-only filesystem instead), while the w bit `nobody` lacks is
+    still reported, as a remount alone would not let it write."""
+    with tmpfs(open_dir / "ro", "ro,size=64k,mode=0755") as mount:
+        run = run_fs([{"path": str(mount), "must": ["write"], "type": "dir", "user": user}
+                      for user in ("root", "nobody")])
+    root = only(run, "fs.permission.denied", user="root")
+    assert root.severity is Severity.OK and "read-only" in root.summary
+    nobody = only(run, "fs.permission.denied", user="nobody")
+    assert nobody.severity is Severity.CRITICAL
+    assert (nobody.evidence["need"], nobody.evidence["who"]) == ("w", "o")
+    assert [f.severity for f in run.findings if f.symptom == "fs.readonly"] == \
+        [Severity.CRITICAL] * 2
 
 
 def test_unknown_user_is_unknown_not_ok(open_dir: Path) -> None:
@@ -253,7 +259,7 @@ def test_healthy_paths_and_clean_spool_yield_only_ok(open_dir: Path) -> None:
                  [{"dir": str(spool), "pattern": "*.tmp"}], user="nobody")
     assert problems(run.findings) == []
     assert sorted(f.symptom for f in run.findings) == [
-        "fs.missing", "fs.permission.denied", "fs.stale.files"]
+        "fs.missing", "fs.permission.denied", "fs.readonly", "fs.stale.files"]
     assert all(f.observed is not None for f in run.findings)
     assert only(run, "fs.permission.denied").evidence["user"] == "nobody"
 
@@ -309,20 +315,6 @@ def test_blocking_directory_remedy_fixes_the_search(open_dir: Path) -> None:
     assert not kernel_allows(inner, "-r")
     subprocess.run(command, check=True)
     assert kernel_allows(inner, "-r")
-
-
-def test_read_only_mount_remedy_remounts_instead_of_chmod(tmp_path: Path) -> None:
-    """On a read-only mount root lacks no permission bit: the remedy names the mount
-    to remount and offers no chmod or chown, which cannot help."""
-    with tmpfs(tmp_path / "ro", "ro,size=64k") as mount:
-        finding = only(run_fs([{"path": str(mount), "must": ["write"], "type": "dir"}]),
-                       "fs.permission.denied")
-    assert finding.evidence["readonly_mount"] == str(mount)
-    assert "need" not in finding.evidence
-    assert finding.remedy is not None
-    steps = "\n".join(finding.remedy.steps)
-    assert f"mount -o remount,rw {mount}" in steps
-    assert "chmod" not in steps and "chown" not in steps and "<" not in steps
 
 
 def test_dangling_symlink_says_where_it_points(open_dir: Path) -> None:

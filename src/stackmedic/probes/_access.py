@@ -53,7 +53,8 @@ def stat_facts(path: str) -> dict[str, Any]:
     except (OSError, ValueError) as err:  # ValueError: a NUL byte in the configured path
         return {"exists": None, "error": getattr(err, "strerror", None) or str(err)}
     # A symlink in the path means both the literal and the resolved directories are walked.
-    walked = dict.fromkeys([*_ancestors(absolute), *_ancestors(os.path.realpath(absolute))])
+    real = os.path.realpath(absolute)
+    walked = dict.fromkeys([*_ancestors(absolute), *_ancestors(real)])
     parents = []
     for directory in walked:
         try:
@@ -61,28 +62,10 @@ def stat_facts(path: str) -> dict[str, Any]:
                                                  **_owner_mode(Path(directory).stat())}))
         except OSError:
             continue
-    try:
-        readonly = bool(os.statvfs(absolute).f_flag & os.ST_RDONLY)
-    except OSError:
-        readonly = False
     return {"exists": True, "kind": "dir" if stat.S_ISDIR(info.st_mode) else
             "file" if stat.S_ISREG(info.st_mode) else "other",
             **_with_acl(absolute, _owner_mode(info)),
-            "parents": parents, "readonly_fs": readonly, "acl": _has_acl(absolute),
-            "mountpoint": _mountpoint(os.path.realpath(absolute), info.st_dev)}
-
-
-def _mountpoint(real: str, device: int) -> str:
-    """The top directory of the filesystem holding `real` (for `mount -o remount`)."""
-    top = real
-    for directory in reversed(_ancestors(real)):
-        try:
-            if Path(directory).stat().st_dev != device:
-                break
-        except OSError:
-            break
-        top = directory
-    return top
+            "parents": parents, "acl": _has_acl(absolute), "real": real}
 
 
 def _ancestors(path: str) -> list[str]:

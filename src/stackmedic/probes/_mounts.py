@@ -1,23 +1,34 @@
-"""Which mounts the `host` probe looks at, and their statfs numbers, without hanging.
+"""Mount tables, and the statfs numbers of mounts, read without hanging.
 
-A real host lists dozens of mounts that say nothing about disk space: kernel
-interfaces (proc, sysfs, cgroup), read-only images (squashfs snaps, ISO), container
-layers (overlay under /var/lib/docker), bind mounts of a filesystem already listed.
-They are skipped unless the user names a path on them under `mounts:`. Each statfs
-runs in its own daemon thread: a hard-mounted NFS share whose server is gone blocks
-statfs() forever, and must cost one `unknown` finding, not the whole run.
+The `host` probe looks at disk space. A real host lists dozens of mounts that say
+nothing about it: kernel interfaces (proc, sysfs, cgroup), read-only images (squashfs
+snaps, ISO), container layers (overlay under /var/lib/docker), bind mounts of a
+filesystem already listed. They are skipped unless the user names a path on them under
+`mounts:`. Each statfs runs in its own daemon thread: a hard-mounted NFS share whose
+server is gone blocks statfs() forever, and must cost one `unknown` finding, not the
+whole run.
+
+The `fs` probe asks which mount holds a path and whether it is read-only. That comes
+from /proc/self/mountinfo, which never touches the filesystems themselves (a dead NFS
+server cannot block it) and, unlike /proc/mounts and statvfs(), keeps the superblock's
+options apart from the mount's: ext4 after an error with errors=remount-ro shows only
+there (`emergency_ro` since Linux 6.x, `ro` before), while statvfs() and access(2)
+still call the filesystem writable.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
-__all__ = ["mount_facts"]
+from stackmedic.probes._hostfacts import read_capped
+
+__all__ = ["MountEntry", "containing", "fstab_options", "mount_facts", "mount_table"]
 
 # Filesystems that never hold user data worth a disk-space warning (tmpfs and overlay
 # count only when listed: /dev/shm and container layers would be noise otherwise).
@@ -34,6 +45,48 @@ _SKIP_UNDER = ("/proc/", "/sys/", "/dev/", "/run/netns/", "/run/user/", "/snap/"
                "/var/lib/kubelet/pods/")
 
 Mount = tuple[str, str, str]  # mountpoint, device, fstype
+M = TypeVar("M", bound=tuple[str, ...])
+MOUNTINFO = "/proc/self/mountinfo"
+_TABLE_CAP = 4 << 20  # bytes of a mount table read at most (a busy node: ~150 B a mount)
+
+
+class MountEntry(NamedTuple):
+    """One mount as /proc/self/mountinfo describes it."""
+
+    mountpoint: str
+    device: str  # the source: /dev/sda1, server:/export, tmpfs
+    fstype: str
+    options: str  # this mount's own (`ro` when mounted or remounted ro)
+    super_options: str  # the filesystem's (`ro` or `emergency_ro` when the kernel set it)
+
+
+def mount_table(path: str = MOUNTINFO) -> list[MountEntry]:
+    """The mounts of this process's namespace, in mount order; OSError propagates."""
+    entries = []
+    for line in read_capped(path, _TABLE_CAP).splitlines():
+        # 36 35 98:0 /root /mnt rw,noatime master:1 - ext4 /dev/sda1 rw,errors=remount-ro
+        mine, sep, theirs = line.partition(" - ")
+        fields, rest = mine.split(" "), theirs.split(" ")
+        if sep and len(fields) >= 6 and len(rest) >= 3:
+            entries.append(MountEntry(_unescape(fields[4]), _unescape(rest[1]), rest[0],
+                                      fields[5], rest[2]))
+    return entries
+
+
+def fstab_options(path: str) -> dict[str, str]:
+    """Mount point → options of each fstab(5) line (the last line wins, as for mount -a);
+    OSError propagates."""
+    entries = {}
+    for line in read_capped(path).splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and not fields[0].startswith("#"):
+            entries[os.path.normpath(_unescape(fields[1]))] = fields[3]
+    return entries
+
+
+def _unescape(field: str) -> str:
+    r"""Both tables write a space in a path as \040 (tab \011, backslash \134)."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
 
 
 def mount_facts(listed: Sequence[str], cap: int, budget: float) -> dict[str, Any]:
@@ -60,7 +113,7 @@ def mount_facts(listed: Sequence[str], cap: int, budget: float) -> dict[str, Any
         elif isinstance(real, Exception):  # no permission, a NUL byte in the path, …
             hung.append({"mountpoint": path, "device": None, "fstype": None,
                          "error": getattr(real, "strerror", None) or str(real)})
-        elif (mount := _containing(real, table.values())) is not None:
+        elif (mount := containing(real, table.values())) is not None:
             chosen[mount[0]] = mount
     if not listed:
         chosen = {mp: entry for mp, entry in table.items() if _is_real(mp, entry[2])}
@@ -96,13 +149,14 @@ def _is_real(mountpoint: str, fstype: str) -> bool:
     return fstype not in _PSEUDO and not mountpoint.startswith(_SKIP_UNDER)
 
 
-def _containing(path: str, mounts: Iterable[Mount]) -> Mount | None:
-    """The mount with the longest mount point that is a prefix of `path`."""
-    best: Mount | None = None
+def containing(path: str, mounts: Iterable[M]) -> M | None:
+    """The mount (a tuple led by its mount point) with the longest mount point that is a
+    prefix of `path`; of mounts stacked on one point, the last, on top."""
+    best: M | None = None
     for entry in mounts:
         mountpoint = entry[0]
         if (path == mountpoint or path.startswith(mountpoint.rstrip("/") + "/")) and \
-                (best is None or len(mountpoint) > len(best[0])):
+                (best is None or len(mountpoint) >= len(best[0])):
             best = entry
     return best
 

@@ -4,14 +4,20 @@
      paths: [{path: /var/lib/app, must: [exist, read, write], type: dir}],
      stale: [{dir: /var/spool/x, older_than_days: 7, pattern: "*.tmp", warn_files: 100}]}
 
-`paths` reports `fs.missing` and `fs.permission.denied`. Access is computed the way
-the kernel decides it for the configured user: owner, else group (the user's
-primary and supplementary groups), else other bits; search (x) on every directory
-on the way; root reads and writes anything and executes what has any x bit; nobody
-writes to a read-only mount. A POSIX access ACL (`setfacl -m u:www-data:r`, read from
+`paths` reports `fs.missing`, `fs.permission.denied` and `fs.readonly`. Access is
+computed the way the kernel decides it for the configured user: owner, else group (the
+user's primary and supplementary groups), else other bits; search (x) on every
+directory on the way; root reads and writes anything and executes what has any x bit.
+A POSIX access ACL (`setfacl -m u:www-data:r`, read from
 the `system.posix_acl_access` attribute) is evaluated as the kernel's
 posix_acl_permission() does, on the path and on the directories above it. Without
 `user:` the verdict is for the doctor's own effective ids.
+
+A read-only filesystem is not a permission problem, and chmod cannot fix it: a path
+that must be written on one is `fs.readonly`, which names the mount (from
+/proc/self/mountinfo, see _mounts.py) and compares it with fstab to tell a mount
+configured `ro` from one remounted read-only at run time, usually by the kernel after
+I/O errors.
 
 `stale` counts files older than N days (count and bytes, the oldest named) with a
 walk bounded in entries and time; a bounded walk says so and its counts are then
@@ -23,7 +29,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +41,7 @@ from stackmedic.config import ComponentBase
 from stackmedic.findings import Finding, Severity
 from stackmedic.probes._access import allowed, stat_facts, user_facts
 from stackmedic.probes._hostfacts import EVIDENCE_CAP, applicable_remedy, human_bytes
+from stackmedic.probes._mounts import containing, fstab_options, mount_table
 from stackmedic.thresholds import Threshold
 
 Access = Literal["exist", "read", "write", "execute"]
@@ -69,6 +76,9 @@ class FsComponent(ComponentBase):
     """A stack-file entry: paths that must be usable and directories to keep clean."""
 
     user: str | None = Field(None, description="default user for `paths` (else the doctor's)")
+    fstab: str = Field("/etc/fstab", description=(
+        "fstab that says how each mount is meant to be mounted (the host's, such as "
+        "/host/etc/fstab, when stackmedic runs in a container)"))
     paths: list[PathCheck] = Field(default_factory=list)
     stale: list[StaleCheck] = Field(default_factory=list)
 
@@ -80,12 +90,44 @@ probe = Probe("fs", FsComponent, description="files and directories a service ne
 
 @probe.collector("paths", timeout=5.0)
 def paths_collector(component: FsComponent, ctx: CollectContext) -> Facts | None:
-    """stat of each path and of every directory above it, and who the user is."""
+    """stat of each path and of every directory above it, who the user is, and the
+    mount holding the path with what fstab says about it."""
     if not component.paths:
         return None
-    return {"paths": [{"path": check.path, "must": list(check.must), "type": check.type,
-                       "user": user_facts(check.user or component.user), **stat_facts(check.path)}
-                      for check in component.paths]}
+    items = [{"path": check.path, "must": list(check.must), "type": check.type,
+              "user": user_facts(check.user or component.user), **stat_facts(check.path)}
+             for check in component.paths]
+    mounts = _mount_facts(component.fstab)
+    for item in items:
+        if item["exists"]:
+            item["mount"] = mounts(item["real"])
+    return {"paths": items}
+
+
+def _mount_facts(fstab: str) -> Callable[[str], dict[str, Any]]:
+    """A lookup: real path → its mount's facts, or the error that hid them."""
+    try:
+        table = mount_table()
+    except OSError as err:
+        error = f"cannot read the mount table: {err.strerror or err}"
+        return lambda _real: {"error": error}
+    configured: dict[str, str] = {}  # no fstab at all (a container): nothing configured
+    fstab_error = None
+    try:
+        configured = fstab_options(fstab)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        fstab_error = err.strerror or str(err)
+
+    def lookup(real: str) -> dict[str, Any]:
+        mount = containing(real, table)
+        if mount is None:
+            return {"error": f"no mount in {len(table)} mount-table entries holds {real}"}
+        facts = {**mount._asdict(), "fstab": fstab,
+                 "fstab_options": configured.get(mount.mountpoint)}
+        return {**facts, "fstab_error": fstab_error} if fstab_error else facts
+    return lookup
 
 
 @probe.collector("stale", timeout=10.0)
@@ -227,32 +269,26 @@ def _access_finding(item: dict[str, Any], base: dict[str, Any], ctx: RuleContext
     denied = [need for need in needs if not _may(need, item, user, is_dir)]
     if not denied:
         what = ", ".join(needs) or "reach"
-        return ctx.finding("fs.permission.denied", Severity.OK,
-                           f"{user['name']} can {what} {path}", observed=0,
+        summary = f"{user['name']} can {what} {path}"
+        if "write" in needs and _readonly_flag(item["mount"]):
+            summary = f"{user['name']} has the permissions to {what} {path}, but its " \
+                      "filesystem is read-only (fs.readonly)"
+        return ctx.finding("fs.permission.denied", Severity.OK, summary, observed=0,
                            evidence=evidence, identity=("path", "user"))
     # The bits to grant: a directory's contents also need search (x) to be listed,
     # opened, created or deleted, so `read` on a 0744 directory lacks x, not r.
     missing = {letter for need in denied for letter in _missing_bits(need, item, user, is_dir)}
     need = "".join(letter for letter in "rwx" if letter in missing)
-    readonly = item["readonly_fs"] and "write" in denied
-    evidence.update(denied=denied, readonly_fs=item["readonly_fs"])
-    if need:  # only bits a chmod can grant; absent when a read-only mount is the cause
-        evidence.update(need=need, who=_who(item, user))
-        if item.get("acl_entries"):
-            evidence["acl_grant"] = f"u:{user['name']}:{need}"
-    if readonly:
-        evidence["readonly_mount"] = item["mountpoint"]
-    causes = []
-    if readonly:
-        causes.append(f"the filesystem ({item['mountpoint']}) is mounted read-only")
-    if need and evidence["who"] == "u":
-        causes.append(f"mode {mode} gives its owner {user['name']} no {need} (the owner "
-                      "bits apply to the owner even where group or other bits allow more)")
-    elif need:
-        causes.append(f"mode {mode} {item['owner']}:{item['group']} gives {user['name']} "
-                      f"({_CLASS[evidence['who']]}) no {need} (the service runs as another "
-                      "user than the files' owner, or a deploy step reset ownership)")
-    cause = "; ".join(causes)
+    evidence.update(denied=denied, need=need, who=_who(item, user))
+    if item.get("acl_entries"):
+        evidence["acl_grant"] = f"u:{user['name']}:{need}"
+    if evidence["who"] == "u":
+        cause = f"mode {mode} gives its owner {user['name']} no {need} (the owner bits " \
+                "apply to the owner even where group or other bits allow more)"
+    else:
+        cause = f"mode {mode} {item['owner']}:{item['group']} gives {user['name']} " \
+                f"({_CLASS[evidence['who']]}) no {need} (the service runs as another user " \
+                "than the files' owner, or a deploy step reset ownership)"
     if item.get("acl_entries"):
         cause += "; the verdict follows the path's POSIX ACL (getfacl -p shows it)"
     return applicable_remedy(ctx.finding(
@@ -275,8 +311,7 @@ def _who(target: dict[str, Any], user: dict[str, Any]) -> str:
 
 def _missing_bits(need: str, item: dict[str, Any], user: dict[str, Any],
                   is_dir: bool) -> str:
-    """The letters `user` lacks for `need` on the path itself (none when only a
-    read-only mount denies it)."""
+    """The letters `user` lacks for `need` on the path itself."""
     letters = "" if allowed(need, item, user, is_dir) else _LETTER[need]
     if is_dir and need != "execute" and not allowed("execute", item, user, is_dir):
         letters += "x"
@@ -284,13 +319,79 @@ def _missing_bits(need: str, item: dict[str, Any], user: dict[str, Any],
 
 
 def _may(need: str, item: dict[str, Any], user: dict[str, Any], is_dir: bool) -> bool:
-    """File access, plus: writing needs a writable mount; a directory's contents need
-    search as well (read = list and open, write = create and delete)."""
-    if need == "write" and item["readonly_fs"]:
-        return False
+    """File access, plus: a directory's contents need search as well (read = list and
+    open, write = create and delete). A read-only mount is fs.readonly's verdict."""
     if is_dir and need != "execute" and not allowed("execute", item, user, is_dir):
         return False
     return allowed(need, item, user, is_dir)
+
+
+@probe.rule("fs.readonly", uses="paths", symptoms=["fs.readonly"])
+def readonly_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
+    """Each existing path that must be written is on a filesystem that accepts writes."""
+    for item in facts["paths"]:
+        if item["exists"] and "write" in item["must"]:
+            yield _readonly_finding(item, ctx)
+
+
+def _readonly_flag(mount: dict[str, Any]) -> str | None:
+    """Which flag makes the mount read-only: `ro` on the mount (mounted or remounted ro),
+    or the kernel's mark on the filesystem after an error (`ro` on the superblock of a
+    rw mount, or ext4's `emergency_ro` on Linux 6.x, which statvfs does not show)."""
+    if "error" in mount:
+        return None
+    options, super_options = mount["options"].split(","), mount["super_options"].split(",")
+    if "ro" in options:
+        return "ro"
+    return next((flag for flag in ("emergency_ro", "ro") if flag in super_options), None)
+
+
+def _readonly_finding(item: dict[str, Any], ctx: RuleContext) -> Finding:
+    path, mount = item["path"], item["mount"]
+    if "error" in mount:
+        return ctx.finding("fs.readonly", Severity.UNKNOWN,
+                           f"cannot tell whether {path} is on a read-only filesystem: "
+                           f"{mount['error']}", evidence={"path": path, **mount},
+                           identity=("path",))
+    where = f"{mount['mountpoint']} ({mount['fstype']} on {mount['device']})"
+    flag = _readonly_flag(mount)
+    evidence = {"path": path, **mount}
+    if flag is None:
+        return ctx.finding("fs.readonly", Severity.OK, f"{path} is on a writable filesystem: "
+                           f"{where}", observed=0, evidence=evidence, identity=("path",))
+    by_kernel = flag == "emergency_ro" or "ro" not in mount["options"].split(",")
+    configured = mount["fstab_options"]
+    # fstab listing the mount point without `ro` means it was meant to be writable.
+    remounted = None if configured is None else "ro" not in configured.split(",")
+    evidence.update(remounted=remounted, kernel_readonly=by_kernel)
+    if remounted or by_kernel:
+        evidence["expected_rw"] = mount["mountpoint"]
+        if mount["device"].startswith("/dev/"):
+            evidence["block_device"] = mount["device"]
+    if by_kernel:
+        cause = f"the kernel made the filesystem read-only (`{flag}` on the filesystem while " \
+                "the mount itself is rw): it met an I/O or filesystem error (ext4 " \
+                "errors=remount-ro); the kernel log says which"
+    elif remounted:
+        cause = f"{mount['fstab']} mounts it `{configured}`, so it was remounted read-only at " \
+                "run time, and on the mount itself: by `mount -o remount,ro` or a tool " \
+                "running it, perhaps after I/O errors (the kernel marks the filesystem " \
+                "instead, which it has not)"
+    elif remounted is False:
+        evidence["mount_config"] = f"the {mount['fstab']} line for {mount['mountpoint']}"
+        cause = f"{mount['fstab']} mounts {mount['mountpoint']} read-only (`{configured}`): " \
+                "the path the service writes is on a filesystem meant to be read-only"
+    else:
+        evidence["mount_config"] = f"whatever mounts it: not {mount['fstab']}, so a command, " \
+                                   "a systemd mount unit or a container volume (`:ro`)"
+        unread = f"cannot be read ({mount['fstab_error']})" if mount.get("fstab_error") \
+            else "does not list it"
+        cause = f"it is mounted read-only ({mount['options']}) and {mount['fstab']} {unread}, " \
+                "so whether that is intended is not known"
+    how = f"`{flag}` set by the kernel" if by_kernel else f"mounted {mount['options']}"
+    return applicable_remedy(ctx.finding(
+        "fs.readonly", Severity.CRITICAL, f"{path} is on a read-only filesystem: {where}, "
+        f"{how}", observed=1, evidence=evidence, identity=("path",), cause=cause))
 
 
 @probe.rule("fs.stale", uses="stale", symptoms=["fs.stale.files", "fs.missing"],
