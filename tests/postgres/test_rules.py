@@ -105,7 +105,7 @@ def test_stack_file_entry_and_registration() -> None:
         "db.locks.blocking", "db.deadlocks", "db.query.long_running", "db.query.slow",
         "db.index.missing", "db.index.unused", "db.index.duplicate", "db.vacuum.dead_tuples",
         "db.xid.wraparound", "db.cache.hit_ratio_low", "db.replication.lag",
-        "db.constraint.duplicates"}
+        "db.constraint.duplicates", "db.transaction.long_open"}
 
 
 @pytest.mark.parametrize(("message", "kind"), [

@@ -97,14 +97,17 @@ def server_info(cur: Cursor[Row]) -> Row:
 
 
 def deadlock_counter(cur: Cursor[Row]) -> Row:
-    """Deadlocks counted by the statistics system, summed over all databases."""
+    """Deadlocks counted by the statistics system, summed over all databases, and what
+    restarts that count (`epoch`: the server's start and its latest statistics reset)."""
     return _rows(cur, """
-        SELECT coalesce(sum(deadlocks), 0)::bigint AS deadlocks, min(stats_reset) AS stats_reset
+        SELECT coalesce(sum(deadlocks), 0)::bigint AS deadlocks, min(stats_reset) AS stats_reset,
+               pg_postmaster_start_time()::text || ' ' || coalesce(max(stats_reset)::text, '')
+                   AS epoch
         FROM pg_stat_database""")[0]
 
 
 def activity(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
-    """One snapshot of the client sessions (oldest state change first)."""
+    """One snapshot of the client sessions (the oldest first)."""
     rows = _rows(cur, """
         SELECT pid, datname, usename, application_name, host(client_addr) AS client_addr,
                state, wait_event_type, wait_event,
@@ -112,6 +115,8 @@ def activity(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
                EXTRACT(epoch FROM now() - query_start)::float8 AS query_age_s,
                EXTRACT(epoch FROM now() - state_change)::float8 AS state_age_s,
                left(query, %(chars)s) AS query,
+               -- how many transaction ids the xmin horizon is held back by this session
+               greatest(age(backend_xid), age(backend_xmin))::bigint AS xmin_age,
                CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END AS blocked_by,
                backend_type IS NULL AS hidden, count(*) OVER () AS total
         FROM pg_stat_activity
@@ -120,7 +125,10 @@ def activity(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
         -- so the slot count stays right even for an unprivileged monitoring role.
         WHERE backend_type = 'client backend'
            OR (backend_type IS NULL AND datid IS NOT NULL AND usesysid IS NOT NULL)
-        ORDER BY state_change NULLS LAST LIMIT %(limit)s""",
+        -- Oldest first by whichever clock makes a session old (state, statement or
+        -- transaction), so every rule's worst cases survive the limit.
+        ORDER BY least(state_change, query_start, xact_start) NULLS LAST
+        LIMIT %(limit)s""",
                  {"chars": QUERY_CHARS, "limit": MAX_SESSIONS})
     total = rows[0]["total"] if rows else 0
     for row in rows:
@@ -148,7 +156,8 @@ def prepared(cur: Cursor[Row], info: Row, component: PostgresComponent) -> list[
     horizon with no session to terminate (pg_blocking_pids reports them as pid 0)."""
     return _rows(cur, """
         SELECT gid, transaction::text AS xid, owner, database,
-               EXTRACT(epoch FROM now() - prepared)::float8 AS age_s
+               EXTRACT(epoch FROM now() - prepared)::float8 AS age_s,
+               age(transaction)::bigint AS xmin_age
         FROM pg_prepared_xacts ORDER BY prepared LIMIT %s""", [MAX_ROWS])
 
 
