@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from stackmedic.doctor import Run
+from stackmedic.history import History
 from stackmedic.testing import run_components
 from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import PostgresServer, bindir
@@ -35,12 +36,12 @@ def wait_for(predicate: Callable[[], Any], what: str, limit: float = 30.0) -> An
 
 
 def doctor(dsn: str, thresholds: Mapping[str, Mapping[str, float]] | None = None,
-           **options: Any) -> Run:
+           history: History | None = None, **options: Any) -> Run:
     """Run the doctor over one postgres component named `db`."""
     spec = {"kind": "postgres", "dsn": dsn, **options}
     if thresholds:
         spec["thresholds"] = thresholds
-    return run_components({"db": spec})
+    return run_components({"db": spec}, history=history)
 
 
 class Sessions:

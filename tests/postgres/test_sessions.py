@@ -7,10 +7,12 @@ import re
 import socket
 import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 from stackmedic.doctor import Run
 from stackmedic.findings import Finding, Severity
+from stackmedic.history import History
 from stackmedic.runbooks import load_runbook, sections
 from stackmedic.testing import problems, with_symptom
 from tests.fixtures.postgres import PostgresServer
@@ -234,20 +236,13 @@ def test_prepared_transaction_blocking_is_rolled_back_not_terminated(
     assert "ROLLBACK PREPARED 'tx-42';" in steps and "pg_terminate_backend(0)" not in steps
 
 
-def test_deadlock_during_the_run_is_counted(pg_busy: PostgresServer, sessions: Sessions) -> None:
-    """A real deadlock between the run's two samples gives a db.deadlocks warning."""
-    pg_busy.psql("DROP TABLE IF EXISTS pair; CREATE TABLE pair (id int PRIMARY KEY, v int); "
-                 "INSERT INTO pair VALUES (1, 0), (2, 0)")
-    result: dict[str, Run] = {}
-    runner = threading.Thread(target=lambda: result.update(
-        run=doctor(pg_busy.dsn(), deadlock_sample_ms=4000, timeout=9)))
-    runner.start()
-    # The first sample is the collector's first statement: once its session shows a
-    # finished statement, anything that happens now falls inside the interval.
-    wait_for(lambda: activity(pg_busy, "application_name = 'stackmedic' AND state = 'idle' "
-                              "AND query <> ''"), "the first deadlock sample")
-    a = sessions.open(pg_busy.dsn(), autocommit=False)
-    b = sessions.open(pg_busy.dsn(), autocommit=False)
+def make_deadlock(server: PostgresServer, sessions: Sessions) -> None:
+    """Two sessions update two rows in opposite orders; the detector aborts one. Returns
+    once both sessions have ended (backends flush their statistics when they exit)."""
+    server.psql("DROP TABLE IF EXISTS pair; CREATE TABLE pair (id int PRIMARY KEY, v int); "
+                "INSERT INTO pair VALUES (1, 0), (2, 0)")
+    a = sessions.open(server.dsn(), autocommit=False)
+    b = sessions.open(server.dsn(), autocommit=False)
     a.execute("UPDATE pair SET v = 1 WHERE id = 1")
     b.execute("UPDATE pair SET v = 2 WHERE id = 2")
     errors: list[Exception] = []
@@ -266,12 +261,49 @@ def test_deadlock_during_the_run_is_counted(pg_busy: PostgresServer, sessions: S
     crossing[1].join(10)
     assert [type(e) for e in errors] == [psycopg.errors.DeadlockDetected]
     a.close()
-    b.close()  # backends flush their statistics when they exit
+    b.close()
+
+
+def test_deadlock_during_the_run_is_counted(pg_busy: PostgresServer, sessions: Sessions) -> None:
+    """A real deadlock between the run's two samples gives a db.deadlocks warning."""
+    result: dict[str, Run] = {}
+    runner = threading.Thread(target=lambda: result.update(
+        run=doctor(pg_busy.dsn(), deadlock_sample_ms=4000, timeout=9)))
+    runner.start()
+    # The first sample is the collector's first statement: once its session shows a
+    # finished statement, anything that happens now falls inside the interval.
+    wait_for(lambda: activity(pg_busy, "application_name = 'stackmedic' AND state = 'idle' "
+                              "AND query <> ''"), "the first deadlock sample")
+    make_deadlock(pg_busy, sessions)
     runner.join(30)
     finding = one(result["run"], "db.deadlocks")
     assert finding.severity is Severity.WARNING
     assert finding.evidence["new"] >= 1
     filled(finding)
+
+
+def test_deadlocks_between_runs_are_counted_with_history(
+        pg_busy: PostgresServer, sessions: Sessions, tmp_path: Path) -> None:
+    """A deadlock between two runs is missed by the second run alone but reported with
+    the first run's counters; a statistics reset starts the count afresh."""
+    history = tmp_path / "history.json"
+    first = one(doctor(pg_busy.dsn(), history=History(history)), "db.deadlocks")
+    assert "previous_run" not in first.evidence
+    make_deadlock(pg_busy, sessions)
+    wait_for(lambda: pg_busy.psql("SELECT 1 FROM pg_stat_database "
+                                  f"WHERE deadlocks > {first.evidence['after']}"),
+             "the deadlock in the statistics")
+    alone = one(doctor(pg_busy.dsn()), "db.deadlocks")
+    assert (alone.severity, alone.evidence["new"]) == (Severity.OK, 0)
+    second = one(doctor(pg_busy.dsn(), history=History(history)), "db.deadlocks")
+    assert second.severity is Severity.WARNING and second.evidence["new"] == 1
+    assert "1 deadlock(s) since the last run" in second.summary
+    assert second.evidence["previous_run"] and second.evidence["since_last_run_s"] >= 0
+    third = one(doctor(pg_busy.dsn(), history=History(history)), "db.deadlocks")
+    assert (third.severity, third.evidence["new"]) == (Severity.OK, 0)
+    pg_busy.psql("SELECT pg_stat_reset()")  # the statistics of this database restart
+    reset = one(doctor(pg_busy.dsn(), history=History(history)), "db.deadlocks")
+    assert reset.severity is Severity.OK and "previous_run" not in reset.evidence
 
 
 def test_long_running_query_is_named(pg_busy: PostgresServer, sessions: Sessions) -> None:
