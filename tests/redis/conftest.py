@@ -19,6 +19,7 @@ from redis.retry import Retry
 
 import redis
 from stackmedic.findings import Finding
+from stackmedic.history import History
 from stackmedic.testing import run_components
 from tests.fixtures.redis import RedisServer
 
@@ -32,10 +33,11 @@ def admin(server: RedisServer, **kwargs: Any) -> redis.Redis:
                        driver_info=None, retry=Retry(NoBackoff(), 0), **kwargs)
 
 
-def diagnose(url: str, deadline: float = 10.0, **fields: Any) -> list[Finding]:
+def diagnose(url: str, deadline: float = 10.0, history: History | None = None,
+             **fields: Any) -> list[Finding]:
     """Run the doctor on one redis component and return its findings."""
     spec = {"kind": "redis", "url": url, **FAST, **fields}
-    return run_components({"cache": spec}, deadline=deadline).findings
+    return run_components({"cache": spec}, deadline=deadline, history=history).findings
 
 
 def only(findings: list[Finding], symptom: str, check: str | None = None) -> Finding:

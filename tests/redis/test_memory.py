@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 import redis
 from stackmedic.findings import Severity
+from stackmedic.history import History
 from tests.fixtures.redis import RedisServer
 from tests.redis.conftest import Workload, admin, diagnose, only, wait_for
 
@@ -185,3 +187,38 @@ def test_big_key_sampling_stops_at_its_time_budget(bigkey_server: RedisServer) -
                    "cache.bigkeys")
     assert finding.evidence["complete"] is False
     assert 0 < finding.evidence["scanned"] < 100_001
+
+
+def test_evictions_and_rejections_between_runs_are_counted_with_history(
+        redis_factory: Callable[..., RedisServer], tmp_path: Path) -> None:
+    """Evictions and refused connections that happened between two runs are invisible to
+    a run alone, and reported with the previous run's counters."""
+    server = redis_factory(*SMALL_LRU, "--maxclients", "10")
+    history = tmp_path / "history.json"
+    first = diagnose(server.url, history=History(history))
+    assert only(first, "cache.evictions").severity is Severity.OK
+    client = admin(server)
+    for i in range(4000):  # 4 MB into a 2 MB allkeys-lru cache
+        client.set(f"k{i}", "x" * 1024)
+    held = [admin(server) for _ in range(12)]
+    refused = 0
+    for extra in held:
+        try:
+            extra.ping()
+        except redis.ConnectionError:
+            refused += 1
+    for extra in held:
+        extra.close()
+    assert refused >= 3 and client.info("stats")["evicted_keys"] > 0
+    client.close()
+    alone = diagnose(server.url)
+    assert only(alone, "cache.evictions").severity is Severity.OK
+    assert only(alone, "cache.clients.rejected", "redis.clients").severity is Severity.OK
+    second = diagnose(server.url, history=History(history))
+    evictions = only(second, "cache.evictions")
+    assert evictions.severity in (Severity.WARNING, Severity.CRITICAL)
+    assert evictions.evidence["evicted_since_last_run"] > 0
+    assert "since the last run" in evictions.summary
+    rejected = only(second, "cache.clients.rejected", "redis.clients")
+    assert rejected.severity is Severity.WARNING
+    assert rejected.evidence["rejected_since_last_run"] == refused

@@ -28,7 +28,7 @@ from stackmedic.probes.redis._derive import as_int, cli_command
 
 # INFO fields the rules read; the rest of INFO stays on the server (facts stay small).
 INFO_KEYS = (
-    "redis_version", "uptime_in_seconds", "server_time_usec",
+    "redis_version", "run_id", "uptime_in_seconds", "server_time_usec",
     "connected_clients", "blocked_clients", "maxclients",
     "used_memory", "used_memory_rss", "used_memory_peak", "maxmemory", "maxmemory_policy",
     "total_system_memory", "mem_fragmentation_ratio", "mem_fragmentation_bytes",
@@ -140,6 +140,7 @@ def _collect(session: _Session, component: RedisComponent, ctx: CollectContext) 
     after = session.ask("INFO")
     facts["interval_s"] = round(time.monotonic() - started, 4)
     facts["info_after"] = _info(after) if isinstance(after, dict) else None
+    facts["counters"] = _counters(facts["info_after"])
     facts["slowlog"] = _slowlog(session.ask("SLOWLOG", "GET", 128))
     facts["latency"] = _latency(session.ask("LATENCY", "LATEST"))
     blocked = (facts["info_after"] or {}).get("blocked_clients", 0)
@@ -159,6 +160,16 @@ def _ping_samples(session: _Session, count: int, interval: float) -> list[float]
         samples.append(round((time.perf_counter() - start) * 1000, 3))
         time.sleep(pause)
     return samples
+
+
+def _counters(info: Facts | None) -> Facts | None:
+    """For the doctor's history: what the next run counts "since the last run" (a
+    restart changes run_id; CONFIG RESETSTAT shows as counters going backwards)."""
+    if not info or not info.get("run_id"):
+        return None
+    return {"epoch": str(info["run_id"]),
+            **{key: info[key] for key in ("evicted_keys", "rejected_connections")
+               if isinstance(info.get(key), int)}}
 
 
 def _info(info: dict[str, Any]) -> Facts:

@@ -8,6 +8,7 @@ from typing import Any
 
 from stackmedic.checks import Facts, RuleContext
 from stackmedic.findings import Finding, Severity
+from stackmedic.history import since_last_run
 from stackmedic.probes.redis import probe
 from stackmedic.probes.redis._client import CLIENT_NAME
 from stackmedic.probes.redis._derive import (
@@ -107,6 +108,10 @@ def clients(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         "rejected_during_interval": rejected,
         "rejected_total": as_int(info.get("rejected_connections")),
         "interval_s": facts.get("interval_s")}
+    earlier = since_last_run(facts, "rejected_connections", ctx.now)
+    if earlier is not None:
+        evidence.update(rejected_since_last_run=int(earlier.delta),
+                        previous_run=earlier.previous_at)
     if connected is not None and maxclients:
         ratio = round(connected / maxclients, 4)
         if rejected:
@@ -115,6 +120,15 @@ def clients(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                               f"{connected}/{maxclients} clients", observed=ratio, unit="ratio",
                               evidence=evidence,
                               cause="maxclients is reached: clients are refused right now")
+        elif earlier is not None and earlier.delta and \
+                ctx.threshold("cache.clients.rejected").classify(ratio) is Severity.OK:
+            yield ctx.finding("cache.clients.rejected", Severity.WARNING,
+                              f"{int(earlier.delta)} connections rejected since the last run "
+                              f"({earlier.previous_at}); {connected}/{maxclients} clients now",
+                              observed=ratio, unit="ratio", evidence=evidence,
+                              cause="maxclients was reached between runs: a burst of "
+                                    "connections (a deploy, a retry storm) or a leak that "
+                                    "has since been cleared")
         else:
             yield ctx.judge("cache.clients.rejected", ratio,
                             f"{connected}/{maxclients} clients connected; "

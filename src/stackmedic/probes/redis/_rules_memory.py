@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from stackmedic.checks import Facts, RuleContext
 from stackmedic.findings import Finding, Remedy, Severity
+from stackmedic.history import since_last_run
 from stackmedic.probes.redis import probe
 from stackmedic.probes.redis._derive import (
     as_float,
@@ -141,7 +142,9 @@ def memory(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
 @probe.rule("redis.evictions", uses="server", symptoms=["cache.evictions"],
             thresholds={"cache.evictions": Threshold(1.0, 100.0, unit="keys/s")})
 def evictions(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
-    """evicted_keys rising between the two INFO samples of this run, as keys/s."""
+    """evicted_keys rising, as keys/s: between the two INFO samples of this run or, with
+    the doctor's history, since the previous run, whichever is higher (a burst between
+    runs counts as much as one happening now)."""
     if not live(facts):
         return
     grew, interval = delta(facts, "evicted_keys"), as_float(facts.get("interval_s")) or 0.0
@@ -158,9 +161,18 @@ def evictions(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                 "suggested_maxmemory": suggested_maxmemory(
                     as_int(info.get("maxmemory")) or 0,
                     as_int(info.get("total_system_memory")) or 0)}
-    yield ctx.judge("cache.evictions", rate,
-                    f"{grew} keys evicted in {interval:.1f}s ({rate:g}/s; "
-                    f"{evidence['evicted_total']} since start)", evidence=evidence,
+    summary = f"{grew} keys evicted in {interval:.1f}s ({rate:g}/s; " \
+              f"{evidence['evicted_total']} since start)"
+    change = since_last_run(facts, "evicted_keys", ctx.now)
+    if change is not None and change.seconds > interval:
+        since_rate = round(change.delta / change.seconds, 2)
+        evidence.update(evicted_since_last_run=int(change.delta),
+                        previous_run=change.previous_at)
+        if since_rate > rate:
+            rate = since_rate
+            summary = f"{int(change.delta)} keys evicted since the last run, " \
+                      f"{change.previous_at} ({rate:g}/s; {grew} during this run)"
+    yield ctx.judge("cache.evictions", rate, summary, evidence=evidence,
                     cause="the working set does not fit in maxmemory, so Redis drops keys "
                           "the application may still want (hypothesis: maxmemory too small "
                           "or keys without TTL)")
