@@ -64,3 +64,25 @@ signatures:
     [payment] = [f for f in with_symptom(run.findings, "logs.error.payment")
                  if f.severity is Severity.CRITICAL]
     assert "shop.payment_declined" in payment.summary
+
+
+def test_502s_in_a_proxy_access_log_become_an_http_5xx_finding_by_status(
+        tmp_path: Path) -> None:
+    """A proxy whose nginx access log has 502s (and 200s with 5xx-looking byte counts) gets
+    one logs.error.http_5xx warning counting the 502s by status, with the runbook's
+    upstream-first remedy."""
+    log = tmp_path / "access.log"
+    line = ('10.0.0.5 - - [22/Nov/2026:05:00:{s:02d} +0000] "GET /api/orders HTTP/1.1" '
+            '{status} 502 "-" "curl/8"\n')
+    log.write_text("".join(line.format(s=s, status=502 if s % 3 else 200) for s in range(30)))
+    run = run_components({
+        "proxy": {"kind": "fake", "logs": [str(log)], "depends_on": ["app"]},
+        "app": {"kind": "fake", "symptom": "http.status.error", "value": 1},
+    })
+    [found] = with_symptom(run.findings, "logs.error.http_5xx")
+    [upstream] = with_symptom(run.findings, "http.status.error")
+    assert upstream.root_cause and found.fingerprint in upstream.explains
+    assert (found.component, found.severity, found.observed) == ("proxy", Severity.WARNING, 20)
+    assert found.evidence["by_status"] == {"502": 20}
+    assert "502: 20" in found.summary
+    assert found.remedy is not None and "upstream" in found.remedy.steps[0]

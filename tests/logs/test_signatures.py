@@ -7,6 +7,7 @@ import gzip
 import random
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -111,9 +112,53 @@ def test_matched_line_count_equals_grep_on_every_engine(tmp_path: Path,
             result = scan_files([log], SIGNATURES, engine=engine, workers=workers,
                                 count_lines=workers == 1)
             assert result.matched_lines == expected, (engine, workers)
-            results[engine, workers] = [(h.count, h.first_seen, h.last_seen, h.examples)
-                                        for h in result.hits]
+            results[engine, workers] = [(h.count, h.first_seen, h.last_seen, h.examples,
+                                         h.breakdown) for h in result.hits]
     assert len({repr(r) for r in results.values()}) == 1
+
+
+HTTP_LINES = [  # (line, its 5xx status or None), in the formats http.5xx reads
+    ('10.0.0.5 - - [01/May/2024:10:00:01 +0000] "GET /api HTTP/1.1" 502 157 "-" "curl/8"', "502"),
+    ('10.0.0.5 - - [01/May/2024:10:00:02 +0500] "GET /r/504 HTTP/1.1" 504 500 "/503" "c"', "504"),
+    ('10.0.0.5 - - [01/May/2024:10:00:03 +0500] "GET /r/503 HTTP/1.1" 200 502 "/500" "c"', None),
+    ('10.0.0.5 - - [01/May/2024:10:00:04 +0000] "GET /api HTTP/1.1" 404 503 "-" "curl/8"', None),
+    ('{"time":"2024-05-01T10:00:05.500Z","status":"503","request_time":0.502}', "503"),
+    ('{"time":"2024-05-01T10:00:06.500Z","status":200,"upstream_status":"502, 200"}', None),
+    ('{"ts":1714557607.5,"logger":"http.log.access","duration":0.5,"status":500}', "500"),
+    ('{"http.status_code": 504, "duration_ms": 500}', "504"),
+    ("method=GET path=/500 upstream 500ms status=200 bytes=502", None),
+    ("at=error code=H12 path=/ status=503 bytes=0 protocol=https", "503"),
+    ('http 2024-05-01T10:00:09.5Z app/lb/50dc 10.1.2.3:2817 10.0.0.1:80 0.500 0.502 0.000 '
+     '502 - 34 500 "GET http://shop:80/ HTTP/1.1" "curl/8" - -', "502"),
+    ('http 2024-05-01T10:00:10.5Z app/lb/50dc 10.1.2.3:2817 10.0.0.1:80 0.000 0.501 0.000 '
+     '200 200 503 502 "GET http://shop:80/500 HTTP/1.1" "curl/8" - -', None),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_http_5xx_lines_are_counted_by_status_on_every_engine(
+        tmp_path: Path, engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """http.5xx counts 5xx responses of access logs (combined, JSON, logfmt, ALB) by status;
+    a 5xx in a path, referrer, byte count, timestamp, duration or upstream field, or a 4xx,
+    is neither counted nor a status; one process and two give the same breakdown."""
+    log = tmp_path / "access.log"
+    log.write_text("".join(f"{line}\n" for line, _ in HTTP_LINES * 50))
+    expected = Counter(status for _, status in HTTP_LINES * 50 if status)
+    monkeypatch.setattr(scan_module, "RANGE_BYTES", 8 * 1024)  # several ranges, 2 workers
+    for workers in (1, 2):
+        result = scan_files([log], SIGNATURES, engine=engine, workers=workers)
+        [hits] = [h for h in result.hits if h.signature.id == "http.5xx"]
+        assert (hits.count, hits.breakdown) == (sum(expected.values()), expected), workers
+
+
+def test_a_breakdown_that_does_not_compile_fails_with_the_pack_name(tmp_path: Path) -> None:
+    """A signature's breakdown value is checked when the pack loads."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pack: bad\nsignatures:\n  - id: x\n    symptom: logs.error.http_5xx\n"
+                   "    description: d\n    patterns: ['x']\n"
+                   "    breakdown: {by: status, value: '5[0-9'}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*breakdown\.value.*does not compile"):
+        load_pack(bad)
 
 
 def test_hits_are_aggregated_per_signature_with_redacted_examples(tmp_path: Path) -> None:

@@ -159,9 +159,14 @@ def _signature_finding(hits: SignatureHits, component: str, threshold: Threshold
                 "example": hits.examples[0]["text"] if hits.examples else "",
                 "file": hits.files[0] if hits.files else "", "files": hits.files}
     when = f" between {hits.first_seen} and {hits.last_seen}" if hits.first_seen else ""
+    split = ""
+    if sig.breakdown and hits.breakdown:
+        by, ranked = sig.breakdown.by, hits.breakdown.most_common()
+        evidence |= {f"by_{by}": dict(ranked), f"top_{by}": ranked[0][0]}
+        split = " (" + ", ".join(f"{value}: {n:,}" for value, n in ranked[:5]) + ")"
     return Finding("logs.signature", sig.symptom, component,
                    _severity(threshold, hits.count, sig.severity),
-                   f"{hits.count:,} log line(s) match {sig.id}{when}: {sig.description}",
+                   f"{hits.count:,} log line(s) match {sig.id}{split}{when}: {sig.description}",
                    observed=hits.count, threshold=threshold.breached(), unit="lines",
                    evidence=evidence, cause=f"probably: {sig.description}",
                    identity=("signature",))

@@ -5,7 +5,8 @@ core) scan the lines that start in their range, chunk by chunk, with one matcher
 compiled per process. Compressed files are scanned as one stream. Memory stays
 bounded by chunk size times workers, whatever the file size. Each signature gets its
 count, first/last minute seen, a per-minute histogram, up to `EXAMPLES` redacted
-example lines and the files it was seen in.
+example lines, the files it was seen in and, if it declares a `breakdown`, its line
+count per value (computed with Python `re` on matched lines only).
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ class SignatureHits:
     per_minute: Counter[str] = field(default_factory=Counter)
     examples: list[dict[str, Any]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    breakdown: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -136,11 +138,29 @@ class ScanResult:
 # --- work done in each process ----------------------------------------------------
 
 _matcher: Matcher | None = None
+Breakdowns = dict[int, tuple[list[re.Pattern[bytes]], re.Pattern[bytes]]]
+_breakdowns: Breakdowns = {}  # signature -> (its patterns, its breakdown value)
 
 
-def _set_matcher(patterns: list[tuple[int, str]], engine: str | None) -> None:
-    global _matcher
-    _matcher = make_matcher(patterns, engine)
+def _set_matcher(signatures: Sequence[Signature], engine: str | None) -> None:
+    global _matcher, _breakdowns
+    _matcher = make_matcher([(i, p) for i, s in enumerate(signatures) for p in s.patterns],
+                            engine)
+    _breakdowns = {
+        i: ([re.compile(p.encode()) for p in s.patterns], re.compile(s.breakdown.value.encode()))
+        for i, s in enumerate(signatures) if s.breakdown}
+
+
+def _value_of(line: bytes, patterns: list[re.Pattern[bytes]], value: re.Pattern[bytes],
+              ) -> bytes:
+    """The breakdown value of a matched line: the first match of `value` within the text
+    the signature's first matching pattern matched (b"other" if there is none)."""
+    for pattern in patterns:
+        found = pattern.search(line)
+        if found:
+            got = value.search(line, *found.span())
+            return got.group(0) if got else b"other"
+    return b"other"
 
 
 @dataclass
@@ -149,15 +169,18 @@ class _Partial:
     the file and the parent numbers only the few it keeps (`_number_examples`)."""
 
     count_lines: bool = True
+    breakdowns: Breakdowns = field(default_factory=dict)
     lines: int = 0
     size: int = 0
     matched: int = 0
     counts: Counter[int] = field(default_factory=Counter)
     minutes: dict[int, Counter[str]] = field(default_factory=dict)
     examples: dict[int, list[tuple[int | None, int, str]]] = field(default_factory=dict)
+    values: dict[int, Counter[str]] = field(default_factory=dict)
     error: str | None = None
     unreadable: bool = False
     _pairs: Counter[tuple[int, str | None]] = field(default_factory=Counter)
+    _values: Counter[tuple[int, bytes]] = field(default_factory=Counter)
     _full: set[int] = field(default_factory=set)
 
     def add_chunk(self, chunk: bytes | bytearray, matcher: Matcher,
@@ -177,6 +200,7 @@ class _Partial:
         # (signature, minute) pairs are counted in one dict operation per hit;
         # `finish` splits them into counts and per-minute histograms.
         pairs, full, examples = self._pairs, self._full, self.examples
+        values, breakdowns = self._values, self.breakdowns
         previous = -1
         matched = 0
         counted_to, counted = 0, 0  # example line numbers: count newlines once per chunk
@@ -189,6 +213,8 @@ class _Partial:
                 line = bytes(chunk[line_start:line_end])
                 minute = minute_of(line)
             pairs[sig, minute] += 1
+            if sig in breakdowns:
+                values[sig, _value_of(line, *breakdowns[sig])] += 1
             if sig in full:
                 continue
             kept = examples.setdefault(sig, [])
@@ -205,12 +231,16 @@ class _Partial:
         self.matched += matched
 
     def finish(self) -> _Partial:
-        """Fold the (signature, minute) pair counts into `counts` and `minutes`."""
+        """Fold the (signature, minute) and (signature, value) pair counts into `counts`,
+        `minutes` and `values`."""
         for (sig, minute), n in self._pairs.items():
             self.counts[sig] += n
             if minute is not None:
                 self.minutes.setdefault(sig, Counter())[minute] += n
         self._pairs.clear()
+        for (sig, value), n in self._values.items():
+            self.values.setdefault(sig, Counter())[value.decode("utf-8", "replace")] += n
+        self._values.clear()
         return self
 
 
@@ -261,7 +291,7 @@ def _range_chunks(stream: BufferedReader, start: int,
 
 def _scan_range(path: str, start: int, end: int, count_lines: bool) -> _Partial:
     assert _matcher is not None
-    partial = _Partial(count_lines)
+    partial = _Partial(count_lines, _breakdowns)
     with open(path, "rb") as stream:
         for chunk, length, base in _range_chunks(stream, start, end):
             partial.add_chunk(chunk, _matcher, length, base)
@@ -270,7 +300,7 @@ def _scan_range(path: str, start: int, end: int, count_lines: bool) -> _Partial:
 
 def _scan_stream(path: str) -> _Partial:
     assert _matcher is not None
-    partial = _Partial()
+    partial = _Partial(breakdowns=_breakdowns)
     try:
         with open_binary(path) as stream:
             for chunk in read_chunks(stream, CHUNK_BYTES):
@@ -315,7 +345,6 @@ def scan_files(paths: Sequence[str | os.PathLike[str]], signatures: Sequence[Sig
     one per core; 1 scans in this process. `progress(done_bytes, total_bytes)` is
     called as ranges finish. Without `count_lines`, `stats.lines` stays 0 for plain
     files and only example lines are numbered (a fifth of the work on large files)."""
-    patterns = [(i, p) for i, s in enumerate(signatures) for p in s.patterns]
     stats = ReadStats()
     existing: list[Path] = []
     for raw in paths:
@@ -328,7 +357,7 @@ def scan_files(paths: Sequence[str | os.PathLike[str]], signatures: Sequence[Sig
     tasks = _tasks(existing, count_lines)
     workers = workers or os.cpu_count() or 1
     workers = min(workers, len(tasks)) or 1
-    _set_matcher(patterns, engine)
+    _set_matcher(signatures, engine)
     assert _matcher is not None
     result = ScanResult(_matcher.engine, [SignatureHits(s) for s in signatures], stats=stats)
     total = sum(p.stat().st_size for p in existing)
@@ -396,6 +425,7 @@ def _merge(result: ScanResult, tasks: list[Task],
                 hits.files.append(name)
             minutes = partial.minutes.get(sig, Counter())
             hits.per_minute.update(minutes)
+            hits.breakdown.update(partial.values.get(sig, Counter()))
             if minutes:
                 first, last = min(minutes), max(minutes)
                 hits.first_seen = min(hits.first_seen or first, first)

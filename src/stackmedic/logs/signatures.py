@@ -10,11 +10,16 @@
         patterns: ['gateway (refused|unreachable)']
         examples: ['billing: gateway refused connection']   # must match
         near_misses: ['gateway reachable again']             # must not match
+        breakdown: {by: status, value: '5[0-9][0-9]'}         # optional, see below
 
 Patterns are a portable subset of POSIX ERE, so hyperscan, RE2, Python `re` and
 `grep -E` agree on every line: literals, `.`, bracket classes without negation,
 `* + ? {m,n}`, alternation and groups. Validation rejects the rest when the pack
 loads, naming the pack, signature and pattern.
+
+A `breakdown` counts a signature's lines by a value inside the text its pattern
+matched (the status of an HTTP 5xx line). It runs in Python on matched lines only,
+so it may use any `re` syntax and every engine gives the same breakdown.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stackmedic.errors import ConfigError
 from stackmedic.symptoms import catalogue
 
-__all__ = ["Pack", "Signature", "builtin_pack", "load_pack", "load_packs", "portable_error"]
+__all__ = ["Breakdown", "Pack", "Signature", "builtin_pack", "load_pack", "load_packs",
+           "portable_error"]
 
 # Constructs outside the portable subset: escapes that are classes or assertions in
 # some engines only, negated classes (they would match the newline between lines),
@@ -54,6 +60,23 @@ def portable_error(pattern: str) -> str | None:
     return None
 
 
+class Breakdown(BaseModel):
+    """Count matched lines by the first match of `value` within the matched text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    by: str = Field(pattern=r"^[a-z_]+$")
+    value: str
+
+    @field_validator("value")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"breakdown value {value!r} does not compile: {err}") from None
+        return value
+
+
 class Signature(BaseModel):
     """One known issue: the patterns that reveal it and what it means."""
 
@@ -66,6 +89,7 @@ class Signature(BaseModel):
     patterns: tuple[str, ...] = Field(min_length=1)
     examples: tuple[str, ...] = ()
     near_misses: tuple[str, ...] = ()
+    breakdown: Breakdown | None = None
 
     @field_validator("symptom")
     @classmethod
