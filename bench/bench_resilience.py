@@ -1,6 +1,6 @@
 """Circuit breakers side by side: stackmedic against pybreaker, circuitbreaker, aiobreaker,
-purgatory. Run: `.venv/bin/python bench/bench_resilience.py` (peers are optional installs:
-`pip install pybreaker circuitbreaker aiobreaker purgatory`; missing ones are skipped).
+purgatory. Run: `.venv/bin/python bench/bench_resilience.py [--record]` (peers are the
+`bench` extra; missing ones are skipped); `--record` appends the table to bench/RESULTS.md.
 
 Measures, in one process so the machine's state is shared:
   success   ns of overhead per successful sync call: `lambda: breaker.call(f)` minus
@@ -30,7 +30,11 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from _results import Results
+
 N = 50_000
+# issue 6: success-path overhead sync and async, and the open fast-fail, in ns
+TARGETS = {"sync": 300, "async": 600, "open": 500}
 REPEAT = 21
 
 
@@ -228,7 +232,7 @@ def blocks_after(rejected: Callable[[], Any], n: int = 200_000) -> int:
     return sys.getallocatedblocks() - before
 
 
-def main() -> None:
+def main(record: bool) -> None:
     peers: list[Peer] = []
     for factory in (ours, pybreaker_peer, circuitbreaker_peer, aiobreaker_peer, purgatory_peer):
         try:
@@ -248,10 +252,11 @@ def main() -> None:
         if peer.rejected:
             jobs[peer.name + " open"] = functools.partial(once_ns, peer.rejected, N // 4)
     med = medians(jobs)
-    print(f"python {sys.version.split()[0]}; {REPEAT} rounds, medians of CPU time; "
+    out = Results("circuit breakers vs pybreaker, circuitbreaker, aiobreaker, purgatory")
+    out.say(f"python {sys.version.split()[0]}; {REPEAT} rounds, medians of CPU time; "
           f"call site {med['bare']:.0f} ns, await {med['abare']:.0f} ns, "
           f"raise+catch {med['raise']:.0f} ns")
-    print(f"{'library':<16}{'success ns':>12}{'async ns':>10}{'open ns':>10}{'trials/50':>11}"
+    out.say(f"{'library':<16}{'success ns':>12}{'async ns':>10}{'open ns':>10}{'trials/50':>11}"
           f"{'blocks':>9}   x stackmedic (sync/async/open)")
     base = {"sync": med["bare"], "async": med["abare"], "open": med["raise"]}
     ours_ = {kind: med[f"{peers[0].name} {kind}"] - base[kind] for kind in base}
@@ -261,8 +266,14 @@ def main() -> None:
         trials = peer.trials() if peer.trials else None
         blocks = blocks_after(peer.rejected) if peer.rejected else None
         ratios = "/".join("-" if row[k] is None else f"{row[k] / ours_[k]:.1f}" for k in base)
-        print(f"{peer.name:<16}{fmt(row['sync']):>12}{fmt(row['async']):>10}"
+        out.say(f"{peer.name:<16}{fmt(row['sync']):>12}{fmt(row['async']):>10}"
               f"{fmt(row['open']):>10}{fmt(trials):>11}{fmt(blocks):>9}   {ratios}")
+    verdicts = ", ".join(f"{kind} {ours_[kind]:.0f} <= {limit} ns "
+                         f"{'met' if ours_[kind] <= limit else 'NOT met'}"
+                         for kind, limit in TARGETS.items())
+    out.say(f"stackmedic targets: {verdicts}")
+    if record:
+        out.record("python bench/bench_resilience.py --record")
 
 
 def fmt(value: float | None) -> str:
@@ -270,4 +281,4 @@ def fmt(value: float | None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    main("--record" in sys.argv[1:])
