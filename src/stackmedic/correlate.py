@@ -4,6 +4,10 @@ The table of which symptom can explain which lives in `correlations.yaml`; this
 module only walks the dependency graph. A problem finding G on a dependency of C
 explains a problem finding F on C when the table lists F's symptom as an effect of
 G's. Findings that explain something and are explained by nothing are root causes.
+
+A finding about one dependency in particular (an open circuit breaker guarding the
+payment service) names it in `evidence["dependency"]`; it is then explained only by
+that component and what it depends on, not by every dependency of its component.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ def correlate(findings: Sequence[Finding], components: Mapping[str, Any]) -> lis
     explained_by: dict[str, list[str]] = defaultdict(list)
     for effect in (f for f in findings if f.is_problem):
         causes = table.get(effect.symptom, frozenset())
-        for dep in deps.get(effect.component, []):
+        for dep in _suspects(effect, deps):
             for cause in by_component.get(dep, []):
                 if cause.symptom in causes and cause.fingerprint != effect.fingerprint:
                     explains[cause.fingerprint].append(effect.fingerprint)
@@ -78,3 +82,13 @@ def correlate(findings: Sequence[Finding], components: Mapping[str, Any]) -> lis
             )
         out.append(finding)
     return out
+
+
+def _suspects(effect: Finding, deps: Mapping[str, list[str]]) -> list[str]:
+    """The components whose findings may explain `effect`: its component's dependencies,
+    or only the one it names (and what that one depends on)."""
+    every = deps.get(effect.component, [])
+    named = effect.evidence.get("dependency")
+    if named in every:
+        return [named, *deps.get(named, [])]
+    return every

@@ -57,6 +57,26 @@ def test_dependency_failure_is_the_root_cause_listed_first() -> None:
     assert not slow.root_cause
 
 
+def test_a_finding_about_one_dependency_is_explained_by_that_one_only() -> None:
+    """A finding naming its dependency (as an open breaker does) is explained by that
+    component and what it depends on, not by the other dependencies' failures."""
+    stack = {
+        "api": {"kind": "fake", "symptom": "http.slow", "value": 1,
+                "depends_on": ["db", "payments"], "evidence": {"dependency": "payments"}},
+        "db": {"kind": "fake", "symptom": "db.down", "value": 1},
+        "payments": {"kind": "fake", "symptom": "http.status.error", "value": 1,
+                     "depends_on": ["cache"]},
+        "cache": {"kind": "fake", "symptom": "cache.down", "value": 1},
+    }
+    run = run_components(stack)
+    [slow] = with_symptom(run.findings, "http.slow")
+    causes = {f.fingerprint: f.component for f in run.findings}
+    assert sorted(causes[fp] for fp in slow.explained_by) == ["cache", "payments"]
+    stack["api"]["evidence"] = {"dependency": "nowhere"}  # not a dependency: all of them
+    [slow] = with_symptom(run_components(stack).findings, "http.slow")
+    assert len(slow.explained_by) == 3
+
+
 def test_transitive_dependencies_are_followed() -> None:
     """web → api → db: db.down explains problems on both dependents."""
     run = run_components({

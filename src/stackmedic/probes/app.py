@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from stackmedic.checks import CollectContext, Facts, Probe, RuleContext
 from stackmedic.config import ComponentBase
@@ -41,6 +41,22 @@ class AppComponent(ComponentBase):
                                   description="percentile judged against app.latency.high")
     flap_window: float = Field(300.0, gt=0, description="seconds over which transitions count")
     verify_tls: bool = True
+    dependencies: dict[str, str] = Field(default_factory=dict, description=(
+        "breaker or retry name -> the depends_on component it protects, where the names "
+        "differ (a breaker named like a depends_on component needs no entry): an open "
+        "breaker is then explained by that component's failure only"))
+
+    @model_validator(mode="after")
+    def _dependencies_are_dependencies(self) -> AppComponent:
+        for name, target in self.dependencies.items():
+            if target not in self.depends_on:
+                raise ValueError(f"dependencies maps {name!r} to {target!r}, which is not in "
+                                 f"depends_on {self.depends_on}")
+        return self
+
+    def dependency_of(self, name: str) -> str | None:
+        """The component behind breaker or retry `name`, if the stack file says."""
+        return self.dependencies.get(name) or (name if name in self.depends_on else None)
 
 
 probe = Probe("app", AppComponent, description="a service embedding stackmedic (health, "
@@ -182,7 +198,8 @@ def breakers(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     window = _config(ctx).flap_window
     for name, b in sorted(_section(facts, "breakers").items()):
         state = str(b.get("state"))
-        evidence = {"name": name, "state": state, "failure_rate": _num(b.get("failure_rate")),
+        evidence = {"name": name, "dependency": _config(ctx).dependency_of(name),
+                    "state": state, "failure_rate": _num(b.get("failure_rate")),
                     "slow_call_rate": _num(b.get("slow_call_rate")),
                     "retry_after": _num(b.get("retry_after")),
                     "not_permitted_calls": _num(b.get("not_permitted_calls")),
@@ -206,7 +223,8 @@ def breakers(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         flips = len(transitions)
         yield ctx.judge("resilience.breaker.flapping", flips,
                         f"breaker {name!r} changed state {flips} times in {window:.0f}s",
-                        evidence={"name": name, "transitions": transitions[-_CAP:],
+                        evidence={"name": name, "dependency": _config(ctx).dependency_of(name),
+                                  "transitions": transitions[-_CAP:],
                                   "window_seconds": window, "url": facts["url"]},
                         identity=("name",),
                         cause="the dependency recovers and fails again, or the breaker's "
@@ -257,7 +275,8 @@ def retries(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
             continue
         yield ctx.judge("resilience.retry.storm", per_call,
                         f"{name!r} makes {per_call:.2f} retries per call ({int(calls)} calls)",
-                        evidence={"name": name, "calls": int(calls), "retries_per_call": per_call,
+                        evidence={"name": name, "dependency": _config(ctx).dependency_of(name),
+                                  "calls": int(calls), "retries_per_call": per_call,
                                   "url": facts["url"],
                                   "retries": _num(r.get("retries")),
                                   "budget": r.get("budget"), "budget_ratio": r.get("budget_ratio"),
