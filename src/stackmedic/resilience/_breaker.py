@@ -10,13 +10,16 @@ on repeated trips, then HALF_OPEN with exactly `half_open_calls` trial calls gra
 under the lock, and back to OPEN if those trials have not finished within
 `max_wait_in_half_open` (a trial that hangs would otherwise keep it half-open, refusing
 everything, for ever). Measured beside them in one run (bench/bench_resilience.py,
-median CPU ns per call over the same call site, 2 shared cores; bench/RESULTS.md
-2026-11-22 06:47): overhead 325 sync / 459 async, open fast-fail 532, against
-circuitbreaker's (the fastest peer) 588 / 843 / 879 and pybreaker's 1,844 / - / 2,811;
-under callgrind 2,306 instructions per sync success and 2,794 per rejection against
-circuitbreaker's 7,227 and 7,989. 1 half-open trial of 50 where the others let 50 in.
-With `max_wait_in_half_open` (07:14 run, whose machine was faster): 198 / 282 / 358
-against circuitbreaker's 686 / 973 / 1,146; the limit costs the fast paths nothing.
+median CPU ns per call, 2 shared cores, bench/RESULTS.md). "Overhead" is
+`breaker.call(f)` minus `f()` from the same call site; "open" is a refused call caught
+by the caller minus a plain raise and catch from that site (about 530 ns here, which
+any exception costs its caller). Final runs, 2026-11-22 07:16 (twice) and 08:10:
+overhead 200-280 sync / 255-376 async, open fast-fail 351-476, against circuitbreaker's
+(the fastest peer) 544-930 / 712-1,206 / 932-1,490 in the same runs; the machine's
+speed moved by up to 1.7x between runs, so read the ratios (2.5-4.7x). An earlier
+version (06:47) missed the targets: 325 / 459 / 532. Under callgrind 2,306
+instructions per sync success and 2,794 per rejection against circuitbreaker's 7,227
+and 7,989. 1 half-open trial of 50 where the others let 50 in.
 
 Concurrency: one `threading.Lock` guards every transition and window update; it is
 only ever held for a few attribute updates, so asyncio code uses the same core (no
