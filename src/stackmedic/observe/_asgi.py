@@ -3,7 +3,7 @@
     app = ObserveApp(health=health, diagnostics=diagnostics, fallback=fastapi_app)
 
 serves, and hands every other request to `fallback` (so it wraps a FastAPI or
-Starlette app like a middleware, or mounts under a prefix with `app.mount`):
+Starlette app like a middleware), or mounts under a prefix with `app.mount("/ops", app)`:
 
     GET  /health        application/health+json; 200 for pass/warn, 503 for fail
     GET  /diagnostics   the `Diagnostics.snapshot()` document
@@ -13,8 +13,9 @@ Starlette app like a middleware, or mounts under a prefix with `app.mount`):
     POST /admin/degradation            {"level": "degraded" | ...}
 
 The admin routes exist only when `admin_token` is set and require
-`Authorization: Bearer <admin_token>`; they are POST only and read at most 4 KiB.
-No framework is needed: the ASGI protocol is three small dicts.
+`Authorization: Bearer <admin_token>` (scheme in any case, RFC 7235); they are POST
+only and read at most 4 KiB. No framework is needed: the ASGI protocol is three small
+dicts.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class ObserveApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path = scope.get("path", "")
+            path = _route_path(scope)
             method = scope.get("method", "GET")
             handled = await self._route(path, method, scope, receive, send)
             if handled:
@@ -89,7 +90,7 @@ class ObserveApp:
         if method != "POST":
             await _send_json(send, 405, {"error": "admin routes are POST only"})
             return
-        supplied = _header(scope, b"authorization").removeprefix("Bearer ").strip()
+        supplied = _bearer_token(scope)
         assert self._admin_token is not None and self.diagnostics is not None
         if not hmac.compare_digest(supplied.encode(), self._admin_token.encode()):
             await _send_json(send, 401, {"error": "missing or wrong admin token"})
@@ -127,6 +128,25 @@ def _apply_admin(diagnostics: Diagnostics, parts: list[str],
             raise ValueError(f"unknown level {body.get('level')!r}") from None
         return 200, diagnostics.degradation.metrics()
     return 404, {"error": "unknown admin route"}
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the mount point.
+
+    The ASGI spec puts the mount prefix in `root_path` and keeps it in `path` too, as
+    recent Starlette and uvicorn do; older frameworks stripped it from `path`. Both work.
+    """
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root):] or "/"
+    return path
+
+
+def _bearer_token(scope: Scope) -> str:
+    """The token of an `Authorization: Bearer <token>` header; "" for any other scheme."""
+    scheme, _, token = _header(scope, b"authorization").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _header(scope: Scope, name: bytes) -> str:

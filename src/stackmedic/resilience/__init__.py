@@ -41,7 +41,7 @@ from stackmedic.resilience._queue import RecentCounter, WorkQueue
 from stackmedic.resilience._ratelimit import RateLimiter
 from stackmedic.resilience._registry import BreakerRegistry
 from stackmedic.resilience._retry import Retry, RetryBudget
-from stackmedic.resilience._timeout import TimeLimiter
+from stackmedic.resilience._timeout import TimeLimiter, timeout
 
 __all__ = [
     "BreakerConfig",
@@ -74,4 +74,5 @@ __all__ = [
     "TimeLimiter",
     "WorkQueue",
     "pipeline",
+    "timeout",
 ]
