@@ -8,10 +8,14 @@
 What it shows, one primitive per route:
 
     GET  /products/{id}   Redis cache behind breaker "cache", PostgreSQL on a miss or
-                          when the cache is down (Fallback); latency tracked
+                          when the cache is down (Fallback); latency tracked; RateLimiter
+                          "products": 429 + Retry-After beyond its rate
     GET  /report?seconds  holds one pooled PostgreSQL connection (pool "db" in diagnostics)
+                          inside Bulkhead "reports", so slow reports cannot take the whole
+                          pool: 503 when every report slot is busy
     POST /orders          WorkQueue "orders" with priorities and acting backpressure:
-                          202, or 503 + Retry-After when the queue turns work away
+                          202, or 503 + Retry-After when the queue turns work away;
+                          traced as "PlaceOrder" (recent traces under components.traces)
     POST /pay/{order}     pipeline "payments": retry with a shared budget, breaker,
                           time limit; 503 + Retry-After while the breaker is open
     GET  /health, /diagnostics, /metrics, POST /admin/...   stackmedic.observe.ObserveApp
@@ -20,6 +24,7 @@ What it shows, one primitive per route:
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +40,7 @@ from stackmedic.observe import (
     Health,
     LatencyTracker,
     ObserveApp,
+    Tracer,
     disk_check,
     postgres_check,
     redis_check,
@@ -42,11 +48,15 @@ from stackmedic.observe import (
 from stackmedic.resilience import (
     BreakerConfig,
     BreakerRegistry,
+    Bulkhead,
+    BulkheadFullError,
     CircuitOpenError,
     DegradationManager,
     Fallback,
     Level,
     QueueFullError,
+    RateLimitedError,
+    RateLimiter,
     Retry,
     RetryBudget,
     TimeLimiter,
@@ -58,9 +68,11 @@ from stackmedic.resilience import (
 def create_app(*, dsn: str, redis_url: str, payments_url: str, admin_token: str | None = None,
                order_workers: int = 2, order_capacity: int = 100, order_seconds: float = 0.01,
                order_max_delay: float = 0.2,
-               pool_max: int = 4, breaker_minimum_calls: int = 5) -> ObserveApp:
+               pool_max: int = 4, breaker_minimum_calls: int = 5, report_slots: int = 2,
+               product_rate: float = 100.0, product_burst: int = 50) -> ObserveApp:
     """The shop as an ASGI app (FastAPI inside stackmedic's ObserveApp)."""
     tracker = LatencyTracker(window=60)
+    tracer = Tracer(capacity=100)
     breakers = BreakerRegistry({
         "remote": BreakerConfig(minimum_calls=breaker_minimum_calls, window_size=20,
                                 wait_duration=30, half_open_calls=3),
@@ -78,6 +90,8 @@ def create_app(*, dsn: str, redis_url: str, payments_url: str, admin_token: str 
     cache = aioredis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
     gateway = httpx.AsyncClient(base_url=payments_url, timeout=2.0)  # one client: TLS setup is dear
     product_fallback: Fallback[dict[str, Any]] = Fallback("products", cache_ttl=300)
+    product_limiter = RateLimiter("products", rate=product_rate, burst=product_burst)
+    reports = Bulkhead("reports", max_concurrent=report_slots)  # leaves pool room for /products
 
     async def handle_order(order: dict[str, Any]) -> None:
         await asyncio.sleep(order_seconds)
@@ -117,7 +131,13 @@ def create_app(*, dsn: str, redis_url: str, payments_url: str, admin_token: str 
         return {"id": pid, "name": text, "price": 9.99}
 
     @api.get("/products/{pid}")
-    async def product(pid: int) -> dict[str, Any]:
+    async def product(pid: int, response: Response) -> dict[str, Any]:
+        try:
+            product_limiter.reserve()
+        except RateLimitedError as err:
+            response.status_code = 429
+            response.headers["Retry-After"] = str(math.ceil(err.retry_after or 1))
+            return {"error": str(err)}
         async with tracker.track("products.get"):
             try:
                 return await cache_breaker.call_async(product_from_cache, pid)
@@ -125,21 +145,28 @@ def create_app(*, dsn: str, redis_url: str, payments_url: str, admin_token: str 
                 return await product_fallback.call_async(product_from_db, pid)
 
     @api.get("/report")
-    async def report(seconds: float = 0.1) -> dict[str, Any]:
-        async with tracker.track("report"), pool.connection() as conn:
-            await conn.execute("SELECT pg_sleep(%s)", (min(seconds, 30.0),))
+    async def report(response: Response, seconds: float = 0.1) -> dict[str, Any]:
+        try:
+            async with reports.slot(), tracker.track("report"), pool.connection() as conn:
+                await conn.execute("SELECT pg_sleep(%s)", (min(seconds, 30.0),))
+        except BulkheadFullError as err:
+            response.status_code = 503
+            return {"error": str(err)}
         return {"slept": seconds}
 
     @api.post("/orders", status_code=202)
     async def place_order(response: Response, priority: int = 5) -> dict[str, Any]:
-        if not degradation.enabled("orders"):
-            raise HTTPException(503, "orders are paused")
-        try:
-            await orders.put({"priority": priority}, priority=priority)
-        except QueueFullError as err:
-            response.status_code = 503
-            response.headers["Retry-After"] = "1"
-            return {"error": str(err)}
+        with tracer.trace("PlaceOrder", priority=priority) as trace:
+            with trace.phase("check_degradation"):
+                if not degradation.enabled("orders"):
+                    raise HTTPException(503, "orders are paused")
+            try:
+                with trace.phase("enqueue"):
+                    await orders.put({"priority": priority}, priority=priority)
+            except QueueFullError as err:
+                response.status_code = 503
+                response.headers["Retry-After"] = "1"
+                return {"error": str(err)}
         return {"queued": orders.size}
 
     async def charge(order_id: int) -> dict[str, Any]:
@@ -171,6 +198,9 @@ def create_app(*, dsn: str, redis_url: str, payments_url: str, admin_token: str 
     diagnostics.add_latency(tracker)
     diagnostics.set_degradation(degradation)
     diagnostics.add_pool("db", lambda: _pool_stats(pool))
+    diagnostics.add_pool("reports", reports.metrics)  # a Bulkhead has the pool shape
+    diagnostics.register("traces", tracer.metrics)
+    diagnostics.register("ratelimiter.products", product_limiter.metrics)
 
     return ObserveApp(health=health, diagnostics=diagnostics, admin_token=admin_token,
                       fallback=api)

@@ -52,6 +52,15 @@ def only(findings: list[Finding], symptom: str, **evidence: Any) -> Finding:
     return matches[0]
 
 
+def wait_for(condition: Callable[[], bool]) -> None:
+    """Poll until `condition()` holds (bounded: 10 s)."""
+    for _ in range(200):
+        if condition():
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("condition never held")
+
+
 def test_a_healthy_shop_has_no_problems_and_reports_its_numbers(shop: Any) -> None:
     """Under normal traffic every check is ok and carries the measured value."""
     with shop() as (app, _redis):
@@ -114,16 +123,13 @@ def test_a_full_order_queue_is_reported_saturated(shop: Any) -> None:
 
 def test_requests_holding_every_pooled_connection_saturate_the_pool(shop: Any) -> None:
     """With all pool connections held by slow requests, db.pool.saturated is critical."""
-    with shop(pool_max=3) as (app, _redis):
+    with shop(pool_max=3, report_slots=3) as (app, _redis):
         threads = [threading.Thread(target=httpx.get, args=(f"{app.url}/report?seconds=3",),
                                     kwargs={"timeout": 30}) for _ in range(3)]
         for t in threads:
             t.start()
-        for _ in range(200):
-            pools = httpx.get(f"{app.url}/diagnostics", timeout=10).json()["pools"]
-            if pools["db"]["in_use"] == 3:
-                break
-            threading.Event().wait(0.05)
+        wait_for(lambda: httpx.get(f"{app.url}/diagnostics", timeout=10).json()[
+            "pools"]["db"]["in_use"] == 3)
         findings = doctor(app.url)
         for t in threads:
             t.join(30)
@@ -193,3 +199,50 @@ def test_malformed_documents_never_crash_a_rule() -> None:
         findings = doctor(app.url)
     assert not with_symptom(findings, "stackmedic.check.failed"), findings
     assert symptoms(findings, "shop") == set()
+
+
+def test_products_beyond_the_rate_limit_get_429_with_retry_after(shop: Any) -> None:
+    """Past the limiter's burst, /products answers 429 and diagnostics count the rejections."""
+    with shop(product_rate=0.01, product_burst=3) as (app, _redis):
+        replies = [httpx.get(f"{app.url}/products/1", timeout=10) for _ in range(5)]
+        limiter = httpx.get(f"{app.url}/diagnostics", timeout=10).json()[
+            "components"]["ratelimiter.products"]
+    assert [r.status_code for r in replies] == [200, 200, 200, 429, 429]
+    assert int(replies[3].headers["Retry-After"]) >= 1
+    assert (limiter["permitted"], limiter["rejected"]) == (3, 2)
+
+
+def test_a_report_beyond_the_bulkhead_is_refused_and_the_bulkhead_shows_full(shop: Any) -> None:
+    """With both report slots held, a third report gets 503; the doctor sees the full bulkhead."""
+    with shop(report_slots=2) as (app, _redis):
+        threads = [threading.Thread(target=httpx.get, args=(f"{app.url}/report?seconds=3",),
+                                    kwargs={"timeout": 30}) for _ in range(2)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: httpx.get(f"{app.url}/diagnostics", timeout=10).json()[
+            "pools"]["reports"]["in_use"] == 2)
+        refused = httpx.get(f"{app.url}/report?seconds=0", timeout=10)
+        bulkhead = httpx.get(f"{app.url}/diagnostics", timeout=10).json()["pools"]["reports"]
+        metrics = httpx.get(f"{app.url}/metrics", timeout=10).text
+        findings = doctor(app.url)
+        for t in threads:
+            t.join(30)
+    assert refused.status_code == 503
+    assert (bulkhead["in_use"], bulkhead["max"], bulkhead["rejected"]) == (2, 2, 1)
+    assert 'resilience4j_bulkhead_available_concurrent_calls{name="reports"} 0' in metrics
+    full = only(findings, "db.pool.saturated", name="reports")
+    assert (full.severity, full.observed) == (Severity.CRITICAL, 1.0)
+
+
+def test_order_placement_is_traced_with_its_phases(shop: Any) -> None:
+    """Each POST /orders leaves a PlaceOrder trace with its phases in /diagnostics."""
+    with shop() as (app, _redis):
+        for priority in (1, 2):
+            assert httpx.post(f"{app.url}/orders?priority={priority}",
+                              timeout=10).status_code == 202
+        traces = httpx.get(f"{app.url}/diagnostics", timeout=10).json()["components"]["traces"]
+    assert traces["stats"]["PlaceOrder"]["count"] == 2
+    newest = traces["recent"][0]
+    assert (newest["name"], newest["status"], newest["attributes"]) == ("PlaceOrder", "ok",
+                                                                        {"priority": 2})
+    assert [p["name"] for p in newest["phases"]] == ["check_degradation", "enqueue"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,8 +13,11 @@ from stackmedic.observe import Diagnostics, LatencyTracker, ObserveApp, expositi
 from stackmedic.resilience import (
     BreakerConfig,
     BreakerRegistry,
+    Bulkhead,
     DegradationManager,
+    QueueFullError,
     Retry,
+    RetryBudget,
     WorkQueue,
 )
 from tests.app.servers import serve
@@ -64,6 +68,49 @@ def test_prometheus_exposition_uses_resilience4j_names() -> None:
     assert 'stackmedic_operation_latency_seconds{operation="checkout",quantile="0.99"}' in text
     assert 'stackmedic_pool_in_use{name="db"} 3' in text
     assert "stackmedic_degradation_level 0" in text
+
+
+def test_exposition_adds_bulkhead_retry_budget_and_queue_backpressure_metrics() -> None:
+    """A held bulkhead slot, a refused budgeted retry and a delayed-then-rejected order show
+    under resilience4j's bulkhead names and stackmedic's; the text parses as Prometheus."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    diagnostics, _ = make()
+    reports = Bulkhead("reports", max_concurrent=2)
+    reports.acquire()
+    diagnostics.add_pool("reports", reports.metrics)
+    budget = RetryBudget("shared", ratio=0.0, min_retries=0)
+    search = Retry("search", attempts=3, base_delay=0, budget=budget)
+    with pytest.raises(ZeroDivisionError):
+        search.call(lambda: 1 / 0)
+    diagnostics.add_retry(search)
+    diagnostics.add_retry(budget)
+    queue: WorkQueue[int] = WorkQueue("backlog", _ignore, capacity=2, delay_at=0.5,
+                                      max_delay=0.01)  # never started: nothing drains it
+    asyncio.run(queue.put(1))
+    with pytest.raises(QueueFullError):
+        asyncio.run(queue.put(2))
+    diagnostics.add_queue(queue)
+    families = {f.name: f for f in text_string_to_metric_families(
+        exposition(diagnostics.snapshot()))}
+
+    def value(family: str, **labels: str) -> float:
+        return next(s.value for s in families[family].samples if s.labels == labels)
+
+    assert value("resilience4j_bulkhead_available_concurrent_calls", name="reports") == 1
+    assert value("resilience4j_bulkhead_max_allowed_concurrent_calls", name="reports") == 2
+    assert "db" not in {s.labels["name"] for s in
+                        families["resilience4j_bulkhead_max_allowed_concurrent_calls"].samples}
+    assert value("stackmedic_retry_budget_denied", name="search") == 1
+    assert value("stackmedic_retry_budget_denied", name="shared") == 1
+    assert value("stackmedic_queue_delayed", name="backlog") == 1
+    assert value("stackmedic_queue_rejected_recent", name="backlog") == 1
+    assert value("resilience4j_circuitbreaker_state", name="payments", state="open") == 1
+    assert families["resilience4j_circuitbreaker_not_permitted_calls"].type == "counter"
+
+
+async def _ignore(item: int) -> None:
+    """A queue handler for queues that are never started."""
 
 
 def test_observe_app_serves_its_routes_and_passes_the_rest_to_the_fallback() -> None:

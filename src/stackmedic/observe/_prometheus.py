@@ -3,9 +3,13 @@
 Written by hand rather than through prometheus_client so a service needs no extra
 dependency and the names match what Resilience4j users already graph:
 `resilience4j_circuitbreaker_state{name,state}`, `..._failure_rate`,
-`..._slow_call_rate`, `..._buffered_calls{kind}`, `..._not_permitted_calls_total`,
-plus `stackmedic_queue_*`, `stackmedic_retry_*`, `stackmedic_operation_latency_seconds`
-(a summary with quantiles), `stackmedic_pool_*` and `stackmedic_degradation_level`.
+`..._slow_call_rate`, `..._buffered_calls{kind}`, `..._not_permitted_calls_total`;
+for a `Bulkhead` registered as a pool (its snapshot has `max_waiting`),
+`resilience4j_bulkhead_available_concurrent_calls` and `..._max_allowed_concurrent_calls`;
+plus `stackmedic_queue_*`, `stackmedic_retry_*` (with `stackmedic_retry_budget_denied`),
+`stackmedic_operation_latency_seconds` (a summary with quantiles), `stackmedic_pool_*` and
+`stackmedic_degradation_level`. Resilience4j's retry outcome counters and rate limiter
+gauges are not exported: the snapshot has no per-outcome retry counts, no free permits.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ __all__ = ["exposition"]
 
 _STATES = ("closed", "open", "half_open", "disabled", "forced_open", "metrics_only")
 _QUEUE = ("size", "capacity", "utilisation", "workers", "busy_workers", "processed", "failed",
-          "timed_out", "rejected")
+          "timed_out", "rejected", "rejected_recent", "delayed")
 _RETRY = ("calls", "retries", "exhausted")
-_POOL = ("in_use", "max", "waiting")
+_POOL = ("in_use", "max", "waiting", "rejected")
 _LEVELS = ("full", "degraded", "minimal", "maintenance")
 
 
@@ -57,8 +61,15 @@ def _lines(doc: Mapping[str, Any]) -> Iterator[str]:
             yield _sample(f"{prefix}_not_permitted_calls_total", {"name": name},
                           b.get("not_permitted_calls"))
     yield from _gauges(_section(doc, "queues"), "stackmedic_queue", "name", _QUEUE)
-    yield from _gauges(_section(doc, "retries"), "stackmedic_retry", "name", _RETRY)
-    yield from _gauges(_section(doc, "pools"), "stackmedic_pool", "name", _POOL)
+    retries = _section(doc, "retries")
+    yield from _gauges(retries, "stackmedic_retry", "name", _RETRY)
+    # A Retry reports its budget's refusals as budget_denied, a RetryBudget as denied.
+    yield from _gauges({name: {"budget_denied": r.get("budget_denied", r.get("denied"))}
+                        for name, r in retries.items() if "budget_denied" in r or "denied" in r},
+                       "stackmedic_retry", "name", ("budget_denied",))
+    pools = _section(doc, "pools")
+    yield from _gauges(pools, "stackmedic_pool", "name", _POOL)
+    yield from _bulkheads({name: p for name, p in pools.items() if "max_waiting" in p})
     latency = _section(doc, "latency")
     if latency:
         metric = "stackmedic_operation_latency_seconds"
@@ -79,6 +90,17 @@ def _lines(doc: Mapping[str, Any]) -> Iterator[str]:
         yield "# TYPE stackmedic_degradation_level gauge"
         yield _sample("stackmedic_degradation_level", {},
                       _LEVELS.index(str(degradation["level"])))
+
+
+def _bulkheads(bulkheads: Mapping[str, Mapping[str, Any]]) -> Iterator[str]:
+    """Resilience4j's semaphore-bulkhead gauges: free slots and the slot count."""
+    prefix = "resilience4j_bulkhead"
+    yield from _gauges({name: {"available_concurrent_calls":
+                               int(_num(b.get("max")) - _num(b.get("in_use"))),
+                               "max_allowed_concurrent_calls": b.get("max")}
+                        for name, b in bulkheads.items()},
+                       prefix, "name",
+                       ("available_concurrent_calls", "max_allowed_concurrent_calls"))
 
 
 def _gauges(section: Mapping[str, Mapping[str, Any]], prefix: str, label: str,
