@@ -33,3 +33,16 @@ def test_every_command_has_help_text() -> None:
     for name in group.list_commands(None):
         command = group.get_command(None, name)
         assert command.get_short_help_str(), name
+
+
+def test_relative_links_in_the_docs_lead_somewhere() -> None:
+    """Every relative link in README.md and docs/*.md names a file that exists."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    broken = []
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text("utf-8")):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(root)} -> {target}")
+    assert not broken, broken
