@@ -5,6 +5,10 @@ module only walks the dependency graph. A problem finding G on a dependency of C
 explains a problem finding F on C when the table lists F's symptom as an effect of
 G's. Findings that explain something and are explained by nothing are root causes.
 
+Rows marked `within: component` link findings on the same component instead: a
+transaction left open for hours explains the dead tuples vacuum cannot remove on that
+same server.
+
 A finding about one dependency in particular (an open circuit breaker guarding the
 payment service) names it in `evidence["dependency"]`; it is then explained only by
 that component and what it depends on, not by every dependency of its component.
@@ -27,13 +31,21 @@ __all__ = ["correlate", "explanations"]
 
 
 @cache
-def explanations() -> dict[str, frozenset[str]]:
-    """Effect symptom → the symptoms on a dependency that can explain it."""
-    rows = yaml.safe_load(files("stackmedic").joinpath("correlations.yaml").read_text("utf-8"))
+def _rows() -> list[dict[str, Any]]:
+    text = files("stackmedic").joinpath("correlations.yaml").read_text("utf-8")
+    rows: list[dict[str, Any]] = yaml.safe_load(text)
+    return rows
+
+
+@cache
+def explanations(within: str = "dependencies") -> dict[str, frozenset[str]]:
+    """Effect symptom → the symptoms that can explain it: on a dependency, or with
+    `within="component"` on the same component."""
     table: dict[str, set[str]] = defaultdict(set)
-    for row in rows:
-        for effect in row["effects"]:
-            table[effect].update(row["causes"])
+    for row in _rows():
+        if row.get("within", "dependencies") == within:
+            for effect in row["effects"]:
+                table[effect].update(row["causes"])
     return {effect: frozenset(causes) for effect, causes in table.items()}
 
 
@@ -55,7 +67,7 @@ def dependencies(components: Mapping[str, Any]) -> dict[str, list[str]]:
 
 def correlate(findings: Sequence[Finding], components: Mapping[str, Any]) -> list[Finding]:
     """Return the findings with `explains` / `explained_by` / `root_cause` filled in."""
-    table = explanations()
+    table, local = explanations(), explanations("component")
     deps = dependencies(components)
     by_component: dict[str, list[Finding]] = defaultdict(list)
     for finding in findings:
@@ -64,9 +76,11 @@ def correlate(findings: Sequence[Finding], components: Mapping[str, Any]) -> lis
     explains: dict[str, list[str]] = defaultdict(list)
     explained_by: dict[str, list[str]] = defaultdict(list)
     for effect in (f for f in findings if f.is_problem):
-        causes = table.get(effect.symptom, frozenset())
-        for dep in _suspects(effect, deps):
-            for cause in by_component.get(dep, []):
+        suspects = [(dep, table.get(effect.symptom, frozenset()))
+                    for dep in _suspects(effect, deps)]
+        suspects.append((effect.component, local.get(effect.symptom, frozenset())))
+        for component, causes in suspects:
+            for cause in by_component.get(component, []):
                 if cause.symptom in causes and cause.fingerprint != effect.fingerprint:
                     explains[cause.fingerprint].append(effect.fingerprint)
                     explained_by[effect.fingerprint].append(cause.fingerprint)

@@ -27,3 +27,16 @@ def test_ids_are_unique_and_described() -> None:
     ids = [sid for group in data.values() for sid in group]
     assert len(ids) == len(set(ids))
     assert all(catalogue()[sid] for sid in ids)
+
+
+def test_the_correlation_table_names_known_ids_only() -> None:
+    """Every effect and cause in correlations.yaml is a catalogue id (a typo would
+    silently never correlate), and `within` is one of the two scopes."""
+    from stackmedic.correlate import _rows
+
+    known = set(catalogue())
+    for row in _rows():
+        assert set(row) <= {"effects", "causes", "within"}, row
+        assert row.get("within", "dependencies") in ("dependencies", "component"), row
+        unknown = set(row["effects"]) - known | set(row["causes"]) - known
+        assert not unknown, f"unknown ids in correlations.yaml: {sorted(unknown)}"

@@ -118,3 +118,26 @@ def test_short_transactions_under_load_are_not_reported(pg_busy: PostgresServer)
         load.wait(30)
     assert int(pg_busy.psql("SELECT count(*) FROM ticks")) > 0
     assert one(run, SYMPTOM).severity is Severity.OK
+
+
+def test_dead_tuples_are_explained_by_the_transaction_holding_vacuum_back(
+        pg_busy: PostgresServer, sessions: Sessions) -> None:
+    """An old transaction holds the xmin horizon, so deleted rows stay dead: the dead-tuple
+    finding is explained by the long-open transaction on the same server, the root cause."""
+    dsn = new_database(pg_busy, "held", """
+        CREATE TABLE churn (id int, pad text);
+        INSERT INTO churn SELECT g, 'x' FROM generate_series(1, 50000) g""")
+    holder = sessions.open(dsn, app="forgotten-report", autocommit=False)
+    holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    holder.execute("SELECT count(*) FROM churn")  # takes the snapshot that holds xmin
+    pg_busy.psql("DELETE FROM churn WHERE id <= 30000", dbname="held")
+    pg_busy.psql("VACUUM churn", dbname="held")  # removes nothing: the snapshot needs them
+    wait_for(lambda: activity(pg_busy, "application_name = 'forgotten-report' AND "
+                              "xact_start < now() - '0.5s'::interval"), "an old transaction")
+    run = doctor(dsn, {SYMPTOM: {"warning": 0.2},
+                       "db.connections.idle_in_transaction": {"warning": 3600}})
+    dead = [f for f in with_symptom(run.findings, "db.vacuum.dead_tuples") if f.is_problem]
+    held = one(run, SYMPTOM)
+    assert dead and held.severity is Severity.WARNING
+    assert all(held.fingerprint in f.explained_by for f in dead)
+    assert held.root_cause
