@@ -200,7 +200,7 @@ def create_app(*, dsn: str, redis_url: str, payments_url: str, admin_token: str 
     diagnostics.add_pool("db", lambda: _pool_stats(pool))
     diagnostics.add_pool("reports", reports.metrics)  # a Bulkhead has the pool shape
     diagnostics.register("traces", tracer.metrics)
-    diagnostics.register("ratelimiter.products", product_limiter.metrics)
+    diagnostics.add_rate_limiter(product_limiter)
 
     return ObserveApp(health=health, diagnostics=diagnostics, admin_token=admin_token,
                       fallback=api)

@@ -135,6 +135,7 @@ def test_requests_holding_every_pooled_connection_saturate_the_pool(shop: Any) -
             t.join(30)
     pool = only(findings, "db.pool.saturated", name="db")
     assert (pool.severity, pool.observed, pool.evidence["max"]) == (Severity.CRITICAL, 1.0, 3)
+    assert pool.summary == "pool 'db' has 3 of 3 connections in use (100%)"
 
 
 def test_a_dead_redis_fails_its_health_subcheck(shop: Any) -> None:
@@ -202,18 +203,23 @@ def test_malformed_documents_never_crash_a_rule() -> None:
 
 
 def test_products_beyond_the_rate_limit_get_429_with_retry_after(shop: Any) -> None:
-    """Past the limiter's burst, /products answers 429 and diagnostics count the rejections."""
+    """Past the limiter's burst, /products answers 429; diagnostics show the limiter under
+    rate_limiters with no permit left and count the rejections, as do the metrics."""
     with shop(product_rate=0.01, product_burst=3) as (app, _redis):
         replies = [httpx.get(f"{app.url}/products/1", timeout=10) for _ in range(5)]
         limiter = httpx.get(f"{app.url}/diagnostics", timeout=10).json()[
-            "components"]["ratelimiter.products"]
+            "rate_limiters"]["products"]
+        metrics = httpx.get(f"{app.url}/metrics", timeout=10).text
     assert [r.status_code for r in replies] == [200, 200, 200, 429, 429]
     assert int(replies[3].headers["Retry-After"]) >= 1
     assert (limiter["permitted"], limiter["rejected"]) == (3, 2)
+    assert (limiter["available_permissions"], limiter["waiting"]) == (0, 0)
+    assert 'resilience4j_ratelimiter_available_permissions{name="products"} 0' in metrics
 
 
 def test_a_report_beyond_the_bulkhead_is_refused_and_the_bulkhead_shows_full(shop: Any) -> None:
-    """With both report slots held, a third report gets 503; the doctor sees the full bulkhead."""
+    """With both report slots held, a third report gets 503; the doctor sees the full bulkhead
+    and words it as concurrent-call slots, not connections."""
     with shop(report_slots=2) as (app, _redis):
         threads = [threading.Thread(target=httpx.get, args=(f"{app.url}/report?seconds=3",),
                                     kwargs={"timeout": 30}) for _ in range(2)]
@@ -232,6 +238,8 @@ def test_a_report_beyond_the_bulkhead_is_refused_and_the_bulkhead_shows_full(sho
     assert 'resilience4j_bulkhead_available_concurrent_calls{name="reports"} 0' in metrics
     full = only(findings, "db.pool.saturated", name="reports")
     assert (full.severity, full.observed) == (Severity.CRITICAL, 1.0)
+    assert full.summary == "bulkhead 'reports' has 2 of 2 concurrent-call slots in use (100%)"
+    assert "connection" not in (full.cause or "")
 
 
 def test_order_placement_is_traced_with_its_phases(shop: Any) -> None:

@@ -16,6 +16,7 @@ from stackmedic.resilience import (
     Bulkhead,
     DegradationManager,
     QueueFullError,
+    RateLimiter,
     Retry,
     RetryBudget,
     WorkQueue,
@@ -71,8 +72,9 @@ def test_prometheus_exposition_uses_resilience4j_names() -> None:
 
 
 def test_exposition_adds_bulkhead_retry_budget_and_queue_backpressure_metrics() -> None:
-    """A held bulkhead slot, a refused budgeted retry and a delayed-then-rejected order show
-    under resilience4j's bulkhead names and stackmedic's; the text parses as Prometheus."""
+    """A held bulkhead slot, a refused budgeted retry, a delayed-then-rejected order and a
+    rate limiter with a caller waiting show under resilience4j's bulkhead, retry and rate
+    limiter names and stackmedic's; the text parses as Prometheus."""
     from prometheus_client.parser import text_string_to_metric_families
 
     diagnostics, _ = make()
@@ -91,8 +93,13 @@ def test_exposition_adds_bulkhead_retry_budget_and_queue_backpressure_metrics() 
     with pytest.raises(QueueFullError):
         asyncio.run(queue.put(2))
     diagnostics.add_queue(queue)
-    families = {f.name: f for f in text_string_to_metric_families(
-        exposition(diagnostics.snapshot()))}
+    partner = RateLimiter("partner", rate=1, per=60.0, burst=2, max_wait=120.0)
+    for _ in range(3):  # a burst of two, then the third caller waits its turn
+        partner.reserve()
+    diagnostics.add_rate_limiter(partner)
+    snapshot = diagnostics.snapshot()
+    assert snapshot["rate_limiters"]["partner"]["permitted"] == 3
+    families = {f.name: f for f in text_string_to_metric_families(exposition(snapshot))}
 
     def value(family: str, **labels: str) -> float:
         return next(s.value for s in families[family].samples if s.labels == labels)
@@ -107,6 +114,15 @@ def test_exposition_adds_bulkhead_retry_budget_and_queue_backpressure_metrics() 
     assert value("stackmedic_queue_rejected_recent", name="backlog") == 1
     assert value("resilience4j_circuitbreaker_state", name="payments", state="open") == 1
     assert families["resilience4j_circuitbreaker_not_permitted_calls"].type == "counter"
+    assert families["resilience4j_retry_calls"].type == "counter"
+    assert {s.name for s in families["resilience4j_retry_calls"].samples} == {
+        "resilience4j_retry_calls_total"}
+    assert value("resilience4j_retry_calls", name="search", kind="failed_with_retry") == 1
+    assert value("resilience4j_retry_calls", name="payments",
+                 kind="successful_without_retry") == 0
+    assert "shared" not in {s.labels["name"] for s in families["resilience4j_retry_calls"].samples}
+    assert value("resilience4j_ratelimiter_available_permissions", name="partner") == -1
+    assert value("resilience4j_ratelimiter_waiting_threads", name="partner") == 1
 
 
 async def _ignore(item: int) -> None:

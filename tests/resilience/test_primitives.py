@@ -140,6 +140,31 @@ def test_rate_limiter_allows_burst_then_steady_rate() -> None:
     assert limiter.try_acquire() and not limiter.try_acquire()
 
 
+def test_rate_limiter_metrics_count_free_permits_and_waiting_callers() -> None:
+    """Free permits fall with each call and refill with time; permits promised to callers
+    that must wait show as waiting (and negative free permits); reading changes nothing."""
+    now = [100.0]
+    limiter = RateLimiter("api", rate=10, per=1.0, burst=3, max_wait=1.0, clock=lambda: now[0])
+
+    def state() -> tuple[int, int, int, int]:
+        m = limiter.metrics()
+        return m["available_permissions"], m["waiting"], m["permitted"], m["rejected"]
+
+    assert state() == (3, 0, 0, 0)
+    assert limiter.try_acquire() and limiter.try_acquire()
+    assert state() == state() == (1, 0, 2, 0)
+    assert limiter.reserve() == 0 and limiter.reserve() == pytest.approx(0.1)
+    assert limiter.reserve() == pytest.approx(0.2)
+    assert not limiter.try_acquire()
+    assert state() == (-2, 2, 5, 1)
+    now[0] += 0.1
+    assert state() == (-1, 1, 5, 1)
+    now[0] += 0.25
+    assert state() == (1, 0, 5, 1)
+    now[0] += 10
+    assert state() == (3, 0, 5, 1)
+
+
 def test_time_limiter_cancels_coroutines_and_flags_overrunning_sync_calls() -> None:
     """Async calls are cancelled at the limit; sync calls that overran raise afterwards."""
     limiter = TimeLimiter("search", 0.05)

@@ -114,3 +114,72 @@ def test_async_retry_and_metrics() -> None:
     assert asyncio.run(retry.call_async(flaky)) == "ok"
     m = retry.metrics()
     assert (m["calls"], m["retries"], m["retries_per_call"]) == (1, 2, 2.0)
+
+
+def outcomes(retry: Retry) -> tuple[int, int, int, int]:
+    m = retry.metrics()
+    return (m["successful_without_retry"], m["successful_with_retry"],
+            m["failed_with_retry"], m["failed_without_retry"])
+
+
+def test_outcome_counters_follow_resilience4j_definitions() -> None:
+    """First-try and after-retry successes, exhaustion (even at attempts=1) and refused
+    budget retries as failed_with_retry, non-retryable errors as failed_without_retry."""
+    retry = Retry("dep", attempts=3, base_delay=0.0001, retry_on=(ConnectionError,))
+    assert retry.call(Flaky(0)) == "ok"
+    assert retry.call(Flaky(2)) == "ok"
+    with pytest.raises(ConnectionError):
+        retry.call(Flaky(3))
+    answers = iter([503, 503, 503])
+    limited = Retry("dep", attempts=3, base_delay=0.0001, retry_if_result=lambda r: r == 503)
+    assert limited.call(lambda: next(answers)) == 503  # returned, but still retryable
+    assert outcomes(limited) == (0, 0, 1, 0)
+    single = Retry("dep", attempts=1)
+    with pytest.raises(ConnectionError):
+        single.call(Flaky(1))
+    assert outcomes(single) == (0, 0, 1, 0)
+    assert outcomes(retry) == (1, 1, 1, 0)
+    assert retry.metrics()["exhausted"] == 1
+    refused = Retry("dep", attempts=3, budget=RetryBudget("b", ratio=0.0, min_retries=0))
+    with pytest.raises(ConnectionError):
+        refused.call(Flaky(1))
+    assert outcomes(refused) == (0, 0, 1, 0)
+
+
+def test_non_retryable_errors_count_as_failed_without_retry_even_after_retries() -> None:
+    """A ValueError outside retry_on, an open breaker, and a ValueError after one retried
+    ConnectionError are all failed_without_retry, as Resilience4j counts them."""
+    retry = Retry("dep", attempts=3, base_delay=0.0001, retry_on=(ConnectionError,))
+    errors = iter([ConnectionError("blip"), ValueError("bug")])
+
+    def blip_then_bug() -> None:
+        raise next(errors)
+
+    with pytest.raises(ValueError):
+        retry.call(blip_then_bug)
+    with pytest.raises(ValueError):
+        retry.call(int, "not a number")
+    breaker = CircuitBreaker("dep", BreakerConfig(consecutive_failures=1, wait_duration=60))
+    with pytest.raises(ConnectionError):
+        breaker.call(Flaky(1))
+    with pytest.raises(CircuitOpenError):
+        retry.call(breaker.call, Flaky(0))
+    assert outcomes(retry) == (0, 0, 0, 3)
+    assert retry.metrics()["retries"] == 1
+
+
+def test_async_calls_count_outcomes_too() -> None:
+    """call_async counts a success after retries and a non-retryable failure."""
+    retry = Retry("dep", attempts=3, base_delay=0.0001, retry_on=(ConnectionError,))
+    flaky = Flaky(1)
+
+    async def once() -> str:
+        return flaky()
+
+    async def bug() -> None:
+        raise ValueError("bug")
+
+    assert asyncio.run(retry.call_async(once)) == "ok"
+    with pytest.raises(ValueError):
+        asyncio.run(retry.call_async(bug))
+    assert outcomes(retry) == (0, 1, 0, 1)

@@ -5,6 +5,7 @@
     diagnostics.add_queue(orders_queue)
     diagnostics.add_latency(tracker)
     diagnostics.add_pool("db", lambda: {"in_use": pool.in_use, "max": pool.max_size})
+    diagnostics.add_rate_limiter(limiter)
     diagnostics.register("jobs", lambda: {"stuck": 0})
     diagnostics.add_entities()              # undispatched domain events, this process
     diagnostics.add_event_store(store)      # counters, latency, head, checkpoints
@@ -20,6 +21,7 @@ The document is the contract with the doctor's `app` component kind
     latency     {operation: {count, errors, error_rate, mean, p50, p95, p99, max}}
     degradation {level, disabled_features}        (when a DegradationManager is set)
     pools       {name: {in_use, max, waiting, ...}}
+    rate_limiters {name: {available_permissions, waiting, permitted, rejected, ...}}
     components  {name: whatever the registered function returns}
 
 A source that raises is reported as `{"error": "..."}` in its place, never as a 500.
@@ -64,6 +66,7 @@ class Diagnostics:
         self._latency: list[_Latency] = []
         self.degradation: DegradationManager | None = None
         self._pools: dict[str, Callable[[], Mapping[str, Any]]] = {}
+        self._rate_limiters: dict[str, MetricsSource] = {}
         self._components: dict[str, Callable[[], Any]] = {}
 
     def add_breakers(self, registry: BreakerRegistry) -> None:
@@ -86,6 +89,10 @@ class Diagnostics:
     def add_pool(self, name: str, snapshot: Callable[[], Mapping[str, Any]]) -> None:
         """A connection pool: `snapshot()` returns at least `in_use` and `max`."""
         self._pools[name] = snapshot
+
+    def add_rate_limiter(self, limiter: MetricsSource) -> None:
+        """A `RateLimiter` (appears under `rate_limiters`)."""
+        self._rate_limiters[limiter.name] = limiter
 
     def register(self, name: str, snapshot: Callable[[], Any]) -> None:
         """Any other state (domain-event counts, projection lag...) under `components`."""
@@ -130,6 +137,8 @@ class Diagnostics:
             "retries": {n: _as_dict(_safe(r.metrics)) for n, r in self._retries.items()},
             "latency": latency,
             "pools": {n: _as_dict(_safe(f)) for n, f in self._pools.items()},
+            "rate_limiters": {n: _as_dict(_safe(r.metrics))
+                              for n, r in self._rate_limiters.items()},
             "components": {n: _safe(f) for n, f in self._components.items()},
         }
         if self.degradation is not None:

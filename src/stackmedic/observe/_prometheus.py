@@ -6,10 +6,12 @@ dependency and the names match what Resilience4j users already graph:
 `..._slow_call_rate`, `..._buffered_calls{kind}`, `..._not_permitted_calls_total`;
 for a `Bulkhead` registered as a pool (its snapshot has `max_waiting`),
 `resilience4j_bulkhead_available_concurrent_calls` and `..._max_allowed_concurrent_calls`;
+`resilience4j_retry_calls_total{name,kind}` (a counter; kind is `successful_without_retry`,
+`successful_with_retry`, `failed_with_retry` or `failed_without_retry`);
+`resilience4j_ratelimiter_available_permissions` and `..._waiting_threads`;
 plus `stackmedic_queue_*`, `stackmedic_retry_*` (with `stackmedic_retry_budget_denied`),
 `stackmedic_operation_latency_seconds` (a summary with quantiles), `stackmedic_pool_*` and
-`stackmedic_degradation_level`. Resilience4j's retry outcome counters and rate limiter
-gauges are not exported: the snapshot has no per-outcome retry counts, no free permits.
+`stackmedic_degradation_level`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ _STATES = ("closed", "open", "half_open", "disabled", "forced_open", "metrics_on
 _QUEUE = ("size", "capacity", "utilisation", "workers", "busy_workers", "processed", "failed",
           "timed_out", "rejected", "rejected_recent", "delayed")
 _RETRY = ("calls", "retries", "exhausted")
+_RETRY_KINDS = ("successful_without_retry", "successful_with_retry", "failed_with_retry",
+                "failed_without_retry")
 _POOL = ("in_use", "max", "waiting", "rejected")
 _LEVELS = ("full", "degraded", "minimal", "maintenance")
 
@@ -67,6 +71,12 @@ def _lines(doc: Mapping[str, Any]) -> Iterator[str]:
     yield from _gauges({name: {"budget_denied": r.get("budget_denied", r.get("denied"))}
                         for name, r in retries.items() if "budget_denied" in r or "denied" in r},
                        "stackmedic_retry", "name", ("budget_denied",))
+    yield from _retry_outcomes(retries)
+    yield from _gauges({name: {"available_permissions": r.get("available_permissions"),
+                               "waiting_threads": r.get("waiting")}
+                        for name, r in _section(doc, "rate_limiters").items()},
+                       "resilience4j_ratelimiter", "name",
+                       ("available_permissions", "waiting_threads"))
     pools = _section(doc, "pools")
     yield from _gauges(pools, "stackmedic_pool", "name", _POOL)
     yield from _bulkheads({name: p for name, p in pools.items() if "max_waiting" in p})
@@ -90,6 +100,17 @@ def _lines(doc: Mapping[str, Any]) -> Iterator[str]:
         yield "# TYPE stackmedic_degradation_level gauge"
         yield _sample("stackmedic_degradation_level", {},
                       _LEVELS.index(str(degradation["level"])))
+
+
+def _retry_outcomes(retries: Mapping[str, Mapping[str, Any]]) -> Iterator[str]:
+    """Resilience4j's lifetime retry outcome counters (a `Retry` has them, a budget not)."""
+    metric = "resilience4j_retry_calls_total"
+    rows = {name: r for name, r in retries.items() if all(k in r for k in _RETRY_KINDS)}
+    if rows:
+        yield f"# TYPE {metric} counter"
+        for name, r in rows.items():
+            for kind in _RETRY_KINDS:
+                yield _sample(metric, {"name": name, "kind": kind}, r.get(kind))
 
 
 def _bulkheads(bulkheads: Mapping[str, Mapping[str, Any]]) -> Iterator[str]:

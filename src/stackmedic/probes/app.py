@@ -313,17 +313,26 @@ def latency(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
 @probe.rule("app.pools", uses="endpoints", symptoms=["db.pool.saturated"],
             thresholds={"db.pool.saturated": Threshold(0.8, 0.95, unit="ratio")})
 def pools(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
-    """Connection pools the app registered: connections in use against the pool's maximum."""
+    """Connection pools the app registered: connections in use against the pool's maximum.
+
+    A Bulkhead registered as a pool is judged the same, worded as concurrent-call slots.
+    """
     for name, p in sorted(_section(facts, "pools").items()):
         in_use, maximum = _num(p.get("in_use")), _num(p.get("max"))
         if in_use is None or not maximum:
             continue
         ratio = in_use / maximum
-        yield ctx.judge("db.pool.saturated", ratio,
-                        f"pool {name!r} has {int(in_use)} of {int(maximum)} connections in use"
-                        f" ({ratio:.0%})",
+        if "max_waiting" in p:  # only a Bulkhead reports it
+            summary = (f"bulkhead {name!r} has {int(in_use)} of {int(maximum)} concurrent-call "
+                       "slots in use")
+            cause = ("calls through the bulkhead run too long (a slow dependency) or it has "
+                     "too few slots for the load")
+        else:
+            summary = f"pool {name!r} has {int(in_use)} of {int(maximum)} connections in use"
+            cause = ("requests hold connections too long (slow queries, transactions kept "
+                     "open across I/O) or the pool is too small for the load")
+        yield ctx.judge("db.pool.saturated", ratio, f"{summary} ({ratio:.0%})",
                         evidence={"name": name, "in_use": int(in_use), "max": int(maximum),
                                   "url": facts["url"],
                                   "waiting": _num(p.get("waiting"))}, identity=("name",),
-                        cause="requests hold connections too long (slow queries, transactions "
-                        "kept open across I/O) or the pool is too small for the load")
+                        cause=cause)

@@ -13,6 +13,12 @@ Polly and Resilience4j have no such budget; Finagle and Linkerd do, and it is th
 difference between a blip and a retry storm. A `CircuitOpenError` is never retried
 (the breaker already knows the answer). When retries stop, the last error is raised
 as is, with a note saying why retrying stopped.
+
+Besides the windowed counts, a `Retry` keeps Resilience4j's four lifetime outcome
+counters, with its definitions: a call that ends on a non-retryable error is
+`failed_without_retry` (even after earlier retries), and one whose last outcome was
+still retryable (attempts exhausted, or the budget refused) is `failed_with_retry`
+(even with `attempts=1`). Plain integer increments: no lock on the hot path.
 """
 
 from __future__ import annotations
@@ -97,6 +103,8 @@ class Retry:
         self._retries = RecentCounter(window)
         self.window = window
         self.exhausted = 0
+        self.successful_without_retry = self.successful_with_retry = 0
+        self.failed_with_retry = self.failed_without_retry = 0
 
     def delay(self, retry: int, previous: float) -> float:
         """Seconds to wait before retry number `retry` (1-based)."""
@@ -111,18 +119,26 @@ class Retry:
             counter.add()
 
     def _should_retry(self, attempt: int, exc: BaseException | None, result: Any) -> bool:
-        """Decide after a failed attempt; notes on `exc` say why retrying stopped."""
+        """Decide after an attempt, counting the call's outcome when it is the last;
+        notes on `exc` say why retrying stopped."""
         if exc is not None:
             if isinstance(exc, CircuitOpenError) or not isinstance(exc, self.retry_on):
+                self.failed_without_retry += 1
                 return False
         elif self.retry_if_result is None or not self.retry_if_result(result):
+            if attempt == 1:
+                self.successful_without_retry += 1
+            else:
+                self.successful_with_retry += 1
             return False
         if attempt >= self.attempts:
             self.exhausted += 1
+            self.failed_with_retry += 1
             if exc is not None:
                 exc.add_note(f"retry {self.name!r}: gave up after {attempt} attempts")
             return False
         if self.budget is not None and not self.budget.try_retry():
+            self.failed_with_retry += 1
             if exc is not None:
                 exc.add_note(f"retry budget {self.budget.name!r} exhausted: not retried")
             return False
@@ -174,13 +190,18 @@ class Retry:
         return decorate(self, func)
 
     def metrics(self) -> dict[str, Any]:
-        """Calls and retries over the last `window` seconds, for the retry-storm check."""
+        """Calls and retries over the last `window` seconds, for the retry-storm check,
+        and the lifetime outcome counters."""
         with self._lock:
             calls, retries = self._calls.total(), self._retries.total()
         out = {"name": self.name, "calls": calls, "retries": retries,
                "retries_per_call": retries / calls if calls else 0.0,
                "max_attempts": self.attempts, "exhausted": self.exhausted,
-               "window_seconds": self.window}
+               "window_seconds": self.window,
+               "successful_without_retry": self.successful_without_retry,
+               "successful_with_retry": self.successful_with_retry,
+               "failed_with_retry": self.failed_with_retry,
+               "failed_without_retry": self.failed_without_retry}
         if self.budget is not None:
             out |= {"budget": self.budget.name, "budget_ratio": self.budget.ratio,
                     "budget_denied": self.budget.denied}
