@@ -121,3 +121,17 @@ def test_help_does_not_import_heavy_modules() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().endswith("[]")
+
+
+def test_nagios_ranges_of_lower_is_worse_levels_have_a_colon() -> None:
+    """Available memory alerts when it falls: its levels are written "15:" and "5:", as
+    the plugin guidelines spell a range whose lower bound alerts; disk usage stays "85"."""
+    import re
+
+    from stackmedic.report import render
+    from stackmedic.testing import run_components
+
+    text = render(run_components({"box": {"kind": "host"}}), "nagios")
+    assert re.search(r" box\.host\.memory\.pressure=[\d.]+%;15:;5:( |$)", text), text
+    assert re.search(r"host\.disk\.full\.[^=]+=[\d.]+%;85;95( |$)", text), text
+    assert ".None" not in text

@@ -25,3 +25,23 @@ def test_wrapped_summary_cause_and_evidence_stay_indented() -> None:
     assert len(body) > 6  # the summary and the cause did wrap
     assert all(line.startswith(" " * 11) for line in body), body
     assert all(len(line) <= 60 for line in lines)
+
+
+def test_root_causes_wrap_under_their_text_and_count_repeated_effects() -> None:
+    """A long root-cause line wraps right of its bullet, and two findings of the same
+    symptom on one component are listed once with their count."""
+    run = run_components({
+        "api": {"kind": "fake", "symptom": "http.slow", "value": 1, "depends_on": ["db"]},
+        "db": {"kind": "fake", "symptom": "db.down", "value": 1},
+    })
+    [slow] = [f for f in run.findings if f.symptom == "http.slow"]
+    [down] = [f for f in run.findings if f.symptom == "db.down"]
+    twin = replace(slow, fingerprint="twin0000000000ff")
+    run.findings[:] = [replace(down, summary="refused " + LONG,
+                               explains=(slow.fingerprint, twin.fingerprint)), slow, twin]
+    lines = render(run, "terminal", color=False, width=60).splitlines()
+    start = lines.index("Probable root causes")
+    section = lines[start + 1:lines.index("", start)]
+    assert section[0].startswith("  ● db db.down: refused word")
+    assert all(line.startswith("    ") for line in section[1:]), section
+    assert any("explains: api http.slow (x2)" in line for line in section), section

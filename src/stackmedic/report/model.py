@@ -68,14 +68,17 @@ def _perfdata(run: Run) -> list[dict[str, Any]]:
                 or not math.isfinite(finding.observed):
             continue
         label = ".".join([finding.component, finding.symptom,
-                          *(str(finding.evidence.get(k)) for k in finding.identity)])
+                          *(str(finding.evidence[k]) for k in finding.identity
+                            if finding.evidence.get(k) is not None)])
         if label in seen:
             continue
         seen.add(label)
         scale = 100.0 if finding.unit == "ratio" else 1.0
+        below = False
         try:
             threshold = thresholds.get(finding.symptom, finding.component)
-            warn, crit = threshold.warning, threshold.critical
+            warn, crit, below = threshold.warning, threshold.critical, \
+                threshold.direction == "below"
         except KeyError:
             warn = crit = None
         entries.append({
@@ -84,6 +87,7 @@ def _perfdata(run: Run) -> list[dict[str, Any]]:
             "unit": _NAGIOS_UNITS.get(finding.unit or "", ""),
             "warn": None if warn is None else _num(warn * scale),
             "crit": None if crit is None else _num(crit * scale),
+            "below": below,  # lower is worse: Nagios writes the range as "15:"
         })
     return entries
 

@@ -35,8 +35,10 @@ def _perf(entry: dict[str, Any]) -> str:
     label = entry["label"].replace("'", "").replace("=", "_")
     if not _SAFE_LABEL.match(label):
         label = f"'{label}'"
-    warn = "" if entry["warn"] is None else entry["warn"]
-    crit = "" if entry["crit"] is None else entry["crit"]
+    # A lower-is-worse level is a range whose lower bound alerts: "15:" (plugin guidelines).
+    bound = ":" if entry.get("below") else ""
+    warn = "" if entry["warn"] is None else f"{entry['warn']}{bound}"
+    crit = "" if entry["crit"] is None else f"{entry['crit']}{bound}"
     return f"{label}={entry['value']}{entry['unit']};{warn};{crit}".rstrip(";")
 
 

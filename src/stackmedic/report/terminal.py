@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 from typing import Any
 
 __all__ = ["render_terminal"]
@@ -16,6 +17,8 @@ _STEPS = 3
 def render_terminal(report: dict[str, Any], *, color: bool = False, width: int = 100) -> str:
     from rich.console import Console
     from rich.markup import escape
+    from rich.padding import Padding
+    from rich.table import Table
     from rich.text import Text
 
     buffer = io.StringIO()
@@ -35,11 +38,14 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
         console.print()
         console.print("[bold]Probable root causes[/]")
         for root in roots:
-            effects = ", ".join(f"{by_fp[fp]['component']} {by_fp[fp]['symptom']}"
-                                for fp in root["explains"] if fp in by_fp)
-            console.print(f"  [{_STYLE[root['severity']]}]●[/] [bold]{escape(root['component'])}"
-                          f"[/] {escape(root['symptom'])}: {escape(root['summary'])}")
-            console.print(f"    [dim]explains: {escape(effects)}[/]")
+            line = Table.grid(padding=(0, 1))  # wrapped text stays right of the bullet
+            line.add_column(width=1, no_wrap=True)
+            line.add_column()
+            line.add_row(f"[{_STYLE[root['severity']]}]●[/]",
+                         f"[bold]{escape(root['component'])}[/] {escape(root['symptom'])}: "
+                         f"{escape(root['summary'])}")
+            line.add_row("", f"[dim]explains: {escape(_names(root['explains'], by_fp))}[/]")
+            console.print(Padding(line, (0, 0, 0, 2), expand=False))
     order = {c["name"]: i for i, c in enumerate(report["components"])}
     ranked = sorted(report["components"], key=lambda c: (
         not any(f["root_cause"] for f in findings if f["component"] == c["name"]),
@@ -85,8 +91,7 @@ def _finding(console: Any, finding: dict[str, Any], by_fp: dict[str, Any], escap
         shown = "  ".join(f"{k}={_fmt(v)}" for k, v in evidence[:_EVIDENCE_ITEMS])
         indented(f"[dim]evidence:[/] {escape(shown)}", 11)
     if finding["explained_by"]:
-        causes = ", ".join(f"{by_fp[fp]['component']} {by_fp[fp]['symptom']}"
-                           for fp in finding["explained_by"] if fp in by_fp)
+        causes = _names(finding["explained_by"], by_fp)
         indented(f"[dim]explained by:[/] {escape(causes)}", 11)
     if finding["cause"]:
         indented(f"[dim]cause:[/] {escape(finding['cause'])}", 11)
@@ -98,6 +103,13 @@ def _finding(console: Any, finding: dict[str, Any], by_fp: dict[str, Any], escap
             indented("- " + escape(lines[0]), 13)
             for line in lines[1:]:
                 indented(escape(line), 15)
+
+
+def _names(fingerprints: list[str], by_fp: dict[str, Any]) -> str:
+    """"component symptom" of each finding, a repeated one once with its count ("x2")."""
+    names = Counter(f"{by_fp[fp]['component']} {by_fp[fp]['symptom']}"
+                    for fp in fingerprints if fp in by_fp)
+    return ", ".join(name if n == 1 else f"{name} (x{n})" for name, n in names.items())
 
 
 def _short(value: Any) -> bool:
