@@ -148,13 +148,13 @@ def config_schema() -> None:
 def explain(symptom: Annotated[str, typer.Argument(help="A symptom id, e.g. db.locks.blocking.")]
             ) -> None:
     """Print the runbook for a symptom: what it means, confirm, fix, prevent."""
-    from stackmedic.runbooks import has_runbook, load_runbook
+    from stackmedic.runbooks import blank, has_runbook, load_runbook
     from stackmedic.symptoms import require
 
     require(symptom)
     if not has_runbook(symptom):
         _fail(f"no runbook for {symptom} yet")
-    typer.echo(load_runbook(symptom).rstrip("\n"))
+    typer.echo(blank(load_runbook(symptom)).rstrip("\n"))
 
 
 @app.command()

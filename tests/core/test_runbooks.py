@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from stackmedic.checks import all_probes
 from stackmedic.findings import Finding, Severity
 from stackmedic.runbooks import SECTIONS, attach_remedy, fill, fix_steps, has_runbook, load_runbook
@@ -50,3 +52,21 @@ def test_problem_findings_get_remedy_steps() -> None:
     ok = Finding(check="x.y", symptom="stackmedic.check.failed", component="db",
                  severity=Severity.OK, summary="fine")
     assert attach_remedy(ok).remedy is None
+
+
+def test_floats_are_filled_as_a_person_writes_them_and_explain_shows_no_braces(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A measured 2.7090124249998553 s reads 2.709 in a remedy; tiny values keep three
+    significant digits; `stackmedic explain` shows <key> where a value goes."""
+    from stackmedic.cli import main
+    from stackmedic.findings import Finding, Severity
+    from stackmedic.runbooks import fill
+
+    finding = Finding(check="c", symptom="db.down", component="db",
+                      severity=Severity.CRITICAL, summary="s", observed=2.7090124249998553,
+                      evidence={"tiny": 0.000123456, "whole": 3.0})
+    assert fill("{observed} {evidence.tiny} {evidence.whole}", finding) == "2.709 0.000123 3.0"
+    with pytest.raises(SystemExit):
+        main(["explain", "db.locks.blocking"])
+    out = capsys.readouterr().out
+    assert "<head_pid>" in out and "{evidence." not in out

@@ -2,12 +2,14 @@
 
 Each file has the sections *What it means*, *Confirm*, *Fix* and *Prevent*.
 Placeholders such as `{evidence.pid}`, `{component}`, `{observed}` or
-`{threshold}` are filled from the finding; unknown ones stay visible as `<pid>`.
+`{threshold}` are filled from the finding (floats rounded as a person writes them);
+unknown ones stay visible as `<pid>`, and `stackmedic explain` shows them all that way.
 The items of *Fix* become the finding's `remedy.steps`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from functools import cache
@@ -16,7 +18,8 @@ from typing import Any
 
 from stackmedic.findings import Finding, Remedy
 
-__all__ = ["SECTIONS", "attach_remedy", "fill", "fix_steps", "has_runbook", "load_runbook"]
+__all__ = ["SECTIONS", "attach_remedy", "blank", "fill", "fix_steps", "has_runbook",
+           "load_runbook"]
 
 SECTIONS = ("What it means", "Confirm", "Fix", "Prevent")
 _ITEM = re.compile(r"^(?:[-*]|\d+[.)])\s+")
@@ -68,19 +71,33 @@ class _Placeholders(dict[str, Any]):
 
 
 
+# Only {identifier.parts} are placeholders: braces in code samples stay as they are.
+_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_]+)?)\}")
+
+
 def fill(template: str, finding: Finding) -> str:
     """Replace `{evidence.key}`, `{component}`, `{observed}`… with the finding's values."""
     values = _Placeholders(component=finding.component, symptom=finding.symptom,
                            check=finding.check)
     for name in ("observed", "threshold", "unit"):
         if getattr(finding, name) is not None:
-            values[name] = getattr(finding, name)
+            values[name] = _shown(getattr(finding, name))
     for key, value in finding.evidence.items():
         if isinstance(value, str | int | float):
-            values[f"evidence.{key}"] = value
-    # Only {identifier.parts} are placeholders: braces in code samples stay as they are.
-    pattern = re.compile(r"\{([a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_]+)?)\}")
-    return pattern.sub(lambda m: str(values[m.group(1)]), template)
+            values[f"evidence.{key}"] = _shown(value)
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+
+
+def blank(template: str) -> str:
+    """The runbook as `stackmedic explain` shows it: `<key>` where a finding's value goes."""
+    return _PLACEHOLDER.sub(lambda m: _Placeholders()[m.group(1)], template)
+
+
+def _shown(value: Any) -> Any:
+    """A float as a person writes it (2.709, not 2.7090124249998553)."""
+    if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+        return f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) >= 0.01 else f"{value:.3g}"
+    return value
 
 
 def attach_remedy(finding: Finding) -> Finding:
