@@ -19,19 +19,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
+import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from stackmedic.checks import Facts
 
-__all__ = ["CounterChange", "History", "default_history_path", "since_last_run"]
+__all__ = ["CounterChange", "History", "default_history_path", "previous_counters",
+           "since_last_run"]
 
 _VERSION = 1
+_MAX_BYTES = 1 << 20  # counters of a few hundred components; a bigger file is not ours
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class History:
 
     def _load(self) -> dict[str, dict[str, Any]]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(_read_regular(self.path, _MAX_BYTES))
         except (OSError, UnicodeDecodeError, ValueError):
             return {}
         if not isinstance(data, dict) or data.get("version") != _VERSION:
@@ -64,15 +68,28 @@ class History:
     def exchange(self, component: str, collector: str, facts: Facts, now: datetime) -> None:
         """Put the previous run's counters into `facts["since"]` and remember these."""
         key = f"{component}/{collector}"
-        facts["since"] = self._entries.get(key)
+        previous = self._entries.get(key)
+        # `until` (this run's time) goes with the facts, so replaying recorded facts
+        # later measures the same interval.
+        facts["since"] = {**previous, "until": now.isoformat()} if previous else None
         counters = facts.get("counters")
         if isinstance(counters, dict):
             self._entries[key] = {"at": now.isoformat(), "counters": counters}
 
     def save(self) -> None:
-        """Write the file atomically (owner-only); a failure to write is not fatal."""
+        """Write the file atomically (owner-only); a failure to write is not fatal.
+
+        Anything but a regular file or a symlink at `path` (`--state /dev/null`, a FIFO)
+        is left alone: renaming over it would replace a device node when run as root.
+        """
         text = json.dumps({"version": _VERSION, "entries": self._entries}, sort_keys=True,
                           default=str)
+        try:
+            mode = self.path.lstat().st_mode
+        except OSError:
+            mode = stat.S_IFREG  # absent (or unreadable: the write below will say)
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=".history-")
@@ -87,25 +104,55 @@ class History:
             tmp.unlink(missing_ok=True)
 
 
-def since_last_run(facts: Facts, name: str, now: datetime) -> CounterChange | None:
-    """The growth of counter `name` since the previous run; None when there was no
-    previous run, the counters restarted (another epoch) or went backwards."""
+def previous_counters(facts: Facts) -> tuple[dict[str, Any], CounterChange] | None:
+    """The previous run's counters and when it ran (`delta` 0); None when there was no
+    previous run, the counters restarted (another epoch) or the file held nonsense."""
     counters, before = facts.get("counters"), facts.get("since")
     if not isinstance(counters, dict) or not isinstance(before, dict):
         return None
     old = before.get("counters")
     if not isinstance(old, dict) or old.get("epoch") != counters.get("epoch"):
         return None
-    current, previous = counters.get(name), old.get(name)
-    if not isinstance(current, int | float) or not isinstance(previous, int | float) \
-            or current < previous:
-        return None
     try:
-        then = datetime.fromisoformat(str(before.get("at")))
-    except ValueError:
+        then, until = (datetime.fromisoformat(str(before.get(k))) for k in ("at", "until"))
+        seconds = max(0.0, (until - then).total_seconds())  # a clock set back: 0
+    except (ValueError, TypeError):  # not a time, or one without a zone
         return None
-    seconds = max(0.0, (now - then).total_seconds())
-    return CounterChange(current - previous, seconds, then.isoformat(timespec="seconds"))
+    return old, CounterChange(0, seconds, then.isoformat(timespec="seconds"))
+
+
+def since_last_run(facts: Facts, name: str) -> CounterChange | None:
+    """The growth of counter `name` since the previous run; None when there was no
+    previous run, the counters restarted (another epoch) or went backwards."""
+    found = previous_counters(facts)
+    if found is None:
+        return None
+    old, span = found
+    current, previous = _number(facts["counters"].get(name)), _number(old.get(name))
+    if current is None or previous is None or current < previous:
+        return None
+    return replace(span, delta=current - previous)
+
+
+def _number(value: Any) -> float | None:
+    """A finite counter value (the file may hold NaN, Infinity or a string)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        return None
+    return value
+
+
+def _read_regular(path: Path, limit: int) -> str:
+    """The text of `path` if it is a regular file of at most `limit` bytes: a FIFO or
+    a device named by mistake must not block or flood the run."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        data = src.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is over {limit} bytes")
+    return data.decode("utf-8")
 
 
 def default_history_path(stack_path: str | None, stack_name: str) -> Path:

@@ -177,6 +177,7 @@ def _read(conn: psycopg.Connection[q.Row], component: PostgresComponent,
                               "interval_s": round(time.monotonic() - first_at, 3),
                               "stats_reset": first["stats_reset"]}
         # For the doctor's history: the next run counts the deadlocks in between.
-        facts["counters"] = {"epoch": second["epoch"], "deadlocks": second["deadlocks"]}
+        facts["counters"] = {"epoch": second["epoch"], **{
+            f"deadlocks:{key}": count for key, count in second["per_database"].items()}}
     facts["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
     return facts

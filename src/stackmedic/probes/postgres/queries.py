@@ -97,12 +97,16 @@ def server_info(cur: Cursor[Row]) -> Row:
 
 
 def deadlock_counter(cur: Cursor[Row]) -> Row:
-    """Deadlocks counted by the statistics system, summed over all databases, and what
-    restarts that count (`epoch`: the server's start and its latest statistics reset)."""
+    """Deadlocks counted by the statistics system, summed over all databases, and per
+    database that has any (`per_database`, keyed `<oid> <statistics reset>`: a database
+    dropped, created or reset between runs changes its own count only), with what
+    restarts every count (`epoch`: the server's start)."""
     return _rows(cur, """
         SELECT coalesce(sum(deadlocks), 0)::bigint AS deadlocks, min(stats_reset) AS stats_reset,
-               pg_postmaster_start_time()::text || ' ' || coalesce(max(stats_reset)::text, '')
-                   AS epoch
+               pg_postmaster_start_time()::text AS epoch,
+               coalesce(jsonb_object_agg(datid::text || ' ' || coalesce(stats_reset::text, ''),
+                                         deadlocks) FILTER (WHERE deadlocks > 0),
+                        '{}') AS per_database
         FROM pg_stat_database""")[0]
 
 

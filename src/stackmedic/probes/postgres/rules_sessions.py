@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 
 from stackmedic.checks import Facts, RuleContext
 from stackmedic.findings import Finding, Remedy, Severity
-from stackmedic.history import since_last_run
+from stackmedic.history import CounterChange, previous_counters
 from stackmedic.probes.postgres import PostgresComponent, probe
 from stackmedic.probes.postgres._facts import (
     Row,
@@ -301,7 +302,7 @@ def deadlocks(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     evidence = {**d, "new": d["after"] - d["before"],
                 "deadlock_timeout": facts["server"]["settings"].get("deadlock_timeout")}
     since = f"statistics reset at {d['stats_reset']}" if d["stats_reset"] else "statistics began"
-    change = since_last_run(facts, "deadlocks", ctx.now)
+    change = _deadlocks_since_last_run(facts)
     if change is None:
         count = evidence["new"]
         summary = f"{count} deadlock(s) in {d['interval_s']:.2f}s ({d['after']} since {since})"
@@ -313,6 +314,22 @@ def deadlocks(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     yield ctx.judge(symptom, count, summary, evidence=evidence,
                     cause="transactions take the same locks in different orders "
                           "(see the server log for the statements of each deadlock)")
+
+
+def _deadlocks_since_last_run(facts: Facts) -> CounterChange | None:
+    """Deadlocks since the previous run, database by database: one created or reset
+    since (a key the previous run lacks) or whose count went back counts all it has,
+    and one dropped counts nothing, so a dropped database hides no other deadlock."""
+    found = previous_counters(facts)
+    if found is None:
+        return None
+    old, span = found
+    total = 0
+    for key, count in facts["counters"].items():
+        if key.startswith("deadlocks:"):
+            before = old.get(key)
+            total += count - before if type(before) is int and before <= count else count
+    return replace(span, delta=total)
 
 
 def _duration(seconds: float) -> str:

@@ -108,7 +108,7 @@ def clients(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         "rejected_during_interval": rejected,
         "rejected_total": as_int(info.get("rejected_connections")),
         "interval_s": facts.get("interval_s")}
-    earlier = since_last_run(facts, "rejected_connections", ctx.now)
+    earlier = since_last_run(facts, "rejected_connections")
     if earlier is not None:
         evidence.update(rejected_since_last_run=int(earlier.delta),
                         previous_run=earlier.previous_at)

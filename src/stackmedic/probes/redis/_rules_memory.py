@@ -163,7 +163,7 @@ def evictions(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                     as_int(info.get("total_system_memory")) or 0)}
     summary = f"{grew} keys evicted in {interval:.1f}s ({rate:g}/s; " \
               f"{evidence['evicted_total']} since start)"
-    change = since_last_run(facts, "evicted_keys", ctx.now)
+    change = since_last_run(facts, "evicted_keys")
     if change is not None and change.seconds > interval:
         since_rate = round(change.delta / change.seconds, 2)
         evidence.update(evicted_since_last_run=int(change.delta),
