@@ -7,7 +7,9 @@ G's. Findings that explain something and are explained by nothing are root cause
 
 Rows marked `within: component` link findings on the same component instead: a
 transaction left open for hours explains the dead tuples vacuum cannot remove on that
-same server.
+same server. A row may also `match` evidence between the two findings (the head of a
+lock queue is the session another finding names: `{head_pid: pid}`) and require
+evidence of the cause (`requires: [xmin_age]`: the session holds a snapshot).
 
 A finding about one dependency in particular (an open circuit breaker guarding the
 payment service) names it in `evidence["dependency"]`; it is then explained only by
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -27,26 +29,36 @@ import yaml
 
 from stackmedic.findings import Finding
 
-__all__ = ["correlate", "explanations"]
+__all__ = ["Row", "correlate", "rows"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of correlations.yaml: which causes explain which effects, and where."""
+
+    effects: frozenset[str]
+    causes: frozenset[str]
+    within: str = "dependencies"  # or "component": the cause is on the same component
+    match: tuple[tuple[str, str], ...] = ()  # (effect evidence key, cause evidence key)
+    requires: tuple[str, ...] = ()  # evidence keys the cause must have (not None)
+
+    def links(self, effect: Finding, cause: Finding) -> bool:
+        """Whether `cause` explains `effect` by this row (where they are aside)."""
+        return (cause.symptom in self.causes
+                and all(effect.evidence.get(e) is not None
+                        and effect.evidence.get(e) == cause.evidence.get(c)
+                        for e, c in self.match)
+                and all(cause.evidence.get(key) is not None for key in self.requires))
 
 
 @cache
-def _rows() -> list[dict[str, Any]]:
+def rows() -> tuple[Row, ...]:
+    """The correlation table, as written in correlations.yaml."""
     text = files("stackmedic").joinpath("correlations.yaml").read_text("utf-8")
-    rows: list[dict[str, Any]] = yaml.safe_load(text)
-    return rows
-
-
-@cache
-def explanations(within: str = "dependencies") -> dict[str, frozenset[str]]:
-    """Effect symptom → the symptoms that can explain it: on a dependency, or with
-    `within="component"` on the same component."""
-    table: dict[str, set[str]] = defaultdict(set)
-    for row in _rows():
-        if row.get("within", "dependencies") == within:
-            for effect in row["effects"]:
-                table[effect].update(row["causes"])
-    return {effect: frozenset(causes) for effect, causes in table.items()}
+    return tuple(Row(frozenset(row["effects"]), frozenset(row["causes"]),
+                     row.get("within", "dependencies"),
+                     tuple((row.get("match") or {}).items()), tuple(row.get("requires", ())))
+                 for row in yaml.safe_load(text))
 
 
 def dependencies(components: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -67,7 +79,10 @@ def dependencies(components: Mapping[str, Any]) -> dict[str, list[str]]:
 
 def correlate(findings: Sequence[Finding], components: Mapping[str, Any]) -> list[Finding]:
     """Return the findings with `explains` / `explained_by` / `root_cause` filled in."""
-    table, local = explanations(), explanations("component")
+    by_effect: dict[str, list[Row]] = defaultdict(list)
+    for row in rows():
+        for symptom in row.effects:
+            by_effect[symptom].append(row)
     deps = dependencies(components)
     by_component: dict[str, list[Finding]] = defaultdict(list)
     for finding in findings:
@@ -76,12 +91,11 @@ def correlate(findings: Sequence[Finding], components: Mapping[str, Any]) -> lis
     explains: dict[str, list[str]] = defaultdict(list)
     explained_by: dict[str, list[str]] = defaultdict(list)
     for effect in (f for f in findings if f.is_problem):
-        suspects = [(dep, table.get(effect.symptom, frozenset()))
-                    for dep in _suspects(effect, deps)]
-        suspects.append((effect.component, local.get(effect.symptom, frozenset())))
-        for component, causes in suspects:
-            for cause in by_component.get(component, []):
-                if cause.symptom in causes and cause.fingerprint != effect.fingerprint:
+        for row in by_effect.get(effect.symptom, []):
+            where = _suspects(effect, deps) if row.within == "dependencies" \
+                else [effect.component]
+            for cause in (c for component in where for c in by_component.get(component, [])):
+                if cause.fingerprint != effect.fingerprint and row.links(effect, cause):
                     explains[cause.fingerprint].append(effect.fingerprint)
                     explained_by[effect.fingerprint].append(cause.fingerprint)
     out = []

@@ -31,12 +31,11 @@ def test_ids_are_unique_and_described() -> None:
 
 def test_the_correlation_table_names_known_ids_only() -> None:
     """Every effect and cause in correlations.yaml is a catalogue id (a typo would
-    silently never correlate), and `within` is one of the two scopes."""
-    from stackmedic.correlate import _rows
-
+    silently never correlate), and rows use only the documented keys."""
+    text = (Path(__file__).resolve().parents[2] / "src/stackmedic/correlations.yaml")
     known = set(catalogue())
-    for row in _rows():
-        assert set(row) <= {"effects", "causes", "within"}, row
+    for row in yaml.safe_load(text.read_text()):
+        assert set(row) <= {"effects", "causes", "within", "match", "requires"}, row
         assert row.get("within", "dependencies") in ("dependencies", "component"), row
         unknown = set(row["effects"]) - known | set(row["causes"]) - known
         assert not unknown, f"unknown ids in correlations.yaml: {sorted(unknown)}"

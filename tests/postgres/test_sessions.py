@@ -213,6 +213,33 @@ def test_lock_chain_of_three_resolves_to_head(pg_busy: PostgresServer, sessions:
     a.rollback()
 
 
+def test_the_head_of_a_lock_queue_is_the_root_cause_and_its_victims_are_not_blamed(
+        pg_busy: PostgresServer, sessions: Sessions) -> None:
+    """A session idle in transaction holds a row lock that an UPDATE waits on: the waiting
+    UPDATE is not reported as long-running or long-open (ending it would fix nothing),
+    and the idle session, matched by pid to the head of the queue, is the root cause."""
+    pg_busy.psql("DROP TABLE IF EXISTS seats; CREATE TABLE seats (id int PRIMARY KEY, v int); "
+                 "INSERT INTO seats VALUES (1, 0)")
+    holder = sessions.open(pg_busy.dsn(), app="forgotten", autocommit=False)
+    victim = sessions.open(pg_busy.dsn(), app="checkout-api", autocommit=False)
+    holder.execute("UPDATE seats SET v = 1 WHERE id = 1")
+    sessions.background(victim, "UPDATE seats SET v = 2 WHERE id = 1")
+    head, waiting = holder.info.backend_pid, victim.info.backend_pid
+    wait_for(lambda: activity(pg_busy, f"pid = {waiting} AND wait_event_type = 'Lock' AND "
+                              "xact_start < now() - '0.5s'::interval"), "a waiting UPDATE")
+    low = {"warning": 0.2}
+    run = doctor(pg_busy.dsn(), {"db.locks.blocking": low, "db.query.long_running": low,
+                                 "db.transaction.long_open": low,
+                                 "db.connections.idle_in_transaction": low})
+    blamed = [f for f in run.findings if f.is_problem and f.evidence.get("pid") == waiting]
+    assert blamed == []
+    blocking = one(run, "db.locks.blocking")
+    idle = one(run, "db.connections.idle_in_transaction")
+    assert idle.evidence["pid"] == head and idle.root_cause
+    assert blocking.explained_by == (idle.fingerprint,)
+    holder.rollback()
+
+
 def test_prepared_transaction_blocking_is_rolled_back_not_terminated(
         pg_busy: PostgresServer, sessions: Sessions) -> None:
     """A forgotten prepared transaction holding a row lock heads the chain as pid 0: the

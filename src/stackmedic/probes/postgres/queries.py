@@ -27,7 +27,8 @@ MAX_SESSIONS = 2000
 MAX_ROWS = 50
 
 SETTINGS = ("max_connections", "superuser_reserved_connections", "reserved_connections",
-            "autovacuum_freeze_max_age", "shared_preload_libraries", "deadlock_timeout",
+            "autovacuum", "autovacuum_freeze_max_age", "shared_preload_libraries",
+            "deadlock_timeout",
             "idle_in_transaction_session_timeout", "track_counts", "block_size")
 
 

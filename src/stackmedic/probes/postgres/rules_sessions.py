@@ -142,7 +142,7 @@ def _session_evidence(s: Row) -> Row:
     return {"pid": s["pid"], "application_name": s["application_name"], "usename": s["usename"],
             "client_addr": s["client_addr"], "state": s["state"], "database": s["datname"],
             "query": s["query"], "xact_age_s": s["xact_age_s"], "state_age_s": s["state_age_s"],
-            "wait_event": s["wait_event"]}
+            "wait_event": s["wait_event"], "xmin_age": s.get("xmin_age")}
 
 
 @probe.rule("postgres.idle_in_transaction", uses="snapshot",
@@ -347,7 +347,9 @@ def long_running(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     if stop is not None:
         yield from stop
         return
-    active = [s for s in sessions(facts) if s["state"] == "active"]
+    # A session waiting on a lock is a victim: db.locks.blocking reports it with the
+    # session to end (its head), and a finding here would suggest ending the victim.
+    active = [s for s in sessions(facts) if s["state"] == "active" and not s["blocked_by"]]
     yield from worst(
         ctx, symptom, active, lambda s: s["query_age_s"] or 0.0,
         lambda s, age: (f"pid {s['pid']} ({s['application_name'] or 'no app'}) has run for "
@@ -424,9 +426,10 @@ def long_transaction(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         yield from stop
         return
     # Client backends only (the snapshot leaves out autovacuum and WAL senders), not ours;
-    # an aborted transaction has already given up its locks and snapshot.
+    # an aborted transaction has already given up its locks and snapshot; a session
+    # waiting on a lock is db.locks.blocking's victim, not the one to end.
     items = [_open_session(s) for s in sessions(facts) if s["xact_age_s"] is not None
-             and s["state"] != "idle in transaction (aborted)"
+             and s["state"] != "idle in transaction (aborted)" and not s["blocked_by"]
              and not _reported_elsewhere(s, ctx, symptom)]
     items += [_open_prepared(p) for p in facts["prepared"]]
     yield from worst(

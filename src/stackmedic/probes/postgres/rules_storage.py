@@ -162,6 +162,16 @@ def index_duplicate(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         identity=("table", "indexes"), ok_summary=lambda n: "no duplicate indexes")
 
 
+def _dead_cause(table: Row) -> str:
+    if table["autovacuum_off"]:
+        return "autovacuum is off for the whole server (autovacuum = off): nothing cleans " \
+               "up dead rows unless someone runs VACUUM"
+    if table["autovacuum_disabled"]:
+        return "autovacuum is disabled for this table"
+    return "autovacuum is not keeping up: long transactions hold back cleanup, or its cost " \
+           "limits are too low for the write rate (hypothesis)"
+
+
 @probe.rule("postgres.vacuum", uses="snapshot", symptoms=["db.vacuum.dead_tuples"],
             thresholds={"db.vacuum.dead_tuples": Threshold(0.20, 0.50, unit="ratio")})
 def dead_tuples(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
@@ -170,17 +180,15 @@ def dead_tuples(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     if (stop := cannot_judge(facts, ctx, symptom, "tables")) is not None:
         yield from stop
         return
-    items = [{**t, "dead_ratio": t["n_dead_tup"] / max(1, t["n_dead_tup"] + t["n_live_tup"])}
+    server_off = facts["server"]["settings"].get("autovacuum") == "off"
+    items = [{**t, "database": facts["server"]["database"], "autovacuum_off": server_off,
+              "dead_ratio": t["n_dead_tup"] / max(1, t["n_dead_tup"] + t["n_live_tup"])}
              for t in facts["tables"] if t["n_dead_tup"] >= MIN_DEAD_TUPLES]
     yield from worst(
         ctx, symptom, items, lambda t: t["dead_ratio"],
         lambda t, ratio: (f"{t['table']}: {ratio:.0%} of rows are dead ({t['n_dead_tup']} "
                           f"dead, {t['n_live_tup']} live; last autovacuum "
-                          f"{t['last_autovacuum'] or 'never'})", t,
-                          "autovacuum is disabled for this table" if t["autovacuum_disabled"]
-                          else "autovacuum is not keeping up: long transactions hold back "
-                          "cleanup, or its cost limits are too low for the write rate "
-                          "(hypothesis)"),
+                          f"{t['last_autovacuum'] or 'never'})", t, _dead_cause(t)),
         identity=("table",), ok_summary=lambda r: f"dead tuples under control (worst {r:.0%})")
 
 
