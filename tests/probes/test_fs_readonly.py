@@ -13,6 +13,7 @@ import pytest
 
 from stackmedic.doctor import Run
 from stackmedic.findings import Severity
+from stackmedic.probes._mounts import fstab_options
 from stackmedic.testing import problems, run_components
 from tests.probes.helpers_host import only, tmpfs
 
@@ -137,9 +138,90 @@ def test_kernel_remount_after_an_ext4_error_is_found(tmp_path: Path) -> None:
         with pytest.raises(OSError, match="Read-only file system"):
             (mount / "data" / "probe").write_text("x")
         finding = only(run_writer(mount / "data", fstab), "fs.readonly")
+        # The same filesystem seen through a read-only bind mount (a container's `:ro`
+        # volume) still shows the kernel's mark, not just the bind's `ro`.
+        with bind_read_only(mount, tmp_path / "view") as view:
+            seen = only(run_writer(view / "data", fstab), "fs.readonly")
     assert finding.severity is Severity.CRITICAL
     assert (finding.evidence["device"], finding.evidence["fstype"]) == (device, "ext4")
     assert finding.evidence["remounted"] is True
     assert finding.cause is not None and "kernel" in finding.cause
-    assert finding.remedy is not None
-    assert any(f"fsck -f {device}" in step for step in finding.remedy.steps)
+    assert seen.evidence["kernel_readonly"] is True
+    for remedy in (finding.remedy, seen.remedy):
+        assert remedy is not None
+        assert any(f"fsck -f {device}" in step for step in remedy.steps)
+        # ext4 refuses it on Linux 6.x; older kernels would write on the damage.
+        assert not any("remount,rw" in step for step in remedy.steps)
+
+
+@contextlib.contextmanager
+def bind_read_only(source: Path, where: Path) -> Iterator[Path]:
+    """`source` bound read-only at `where` (the mount's own flag, not the filesystem's)."""
+    where.mkdir()
+    subprocess.run(["mount", "--bind", str(source), str(where)], check=True)
+    try:
+        remount(where, "bind,ro")
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def test_mount_stacked_over_a_directory_hides_the_mounts_below(tmp_path: Path) -> None:
+    """A read-only tmpfs mounted over a directory that has a writable tmpfs mounted
+    below it: the path below now lies on the top one (writes fail), though the hidden
+    mount, still in the table, has the longer mount point."""
+    where = tmp_path / "x"
+    with tmpfs(where, "size=1m"), tmpfs(where / "sub", "size=1m"), \
+            tmpfs(where, "size=1m") as top:
+        (top / "sub").mkdir()
+        remount(top, "ro")
+        with pytest.raises(OSError, match="Read-only file system"):
+            (top / "sub" / "probe").write_text("x")
+        finding = only(run_writer(top / "sub", tmp_path / "no-fstab"), "fs.readonly")
+    assert finding.severity is Severity.CRITICAL
+    assert finding.evidence["mountpoint"] == str(where)
+
+
+def test_a_missing_path_on_a_read_only_filesystem_cannot_be_created(tmp_path: Path) -> None:
+    """A path that must be written and does not exist yet, under a read-only mount: besides
+    fs.missing, fs.readonly says it cannot be created there (fs.missing's `install -d`
+    would fail with EROFS); the same path under a writable mount is ok."""
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as read_only, \
+            tmpfs(tmp_path / "rw", "size=1m") as writable:
+        run = run_writer(read_only / "spool" / "in", tmp_path / "no-fstab")
+        fine = run_writer(writable / "spool", tmp_path / "no-fstab")
+    finding = only(run, "fs.readonly")
+    assert finding.severity is Severity.CRITICAL
+    assert finding.evidence["create_in"] == str(read_only)
+    assert finding.evidence["mountpoint"] == str(read_only)
+    assert "does not exist" in finding.summary
+    assert sorted(f.symptom for f in problems(run.findings)) == ["fs.missing", "fs.readonly"]
+    assert only(run, "fs.missing").explained_by == (finding.fingerprint,)
+    assert finding.root_cause
+    assert only(fine, "fs.readonly").severity is Severity.OK
+
+
+def test_fstab_lines_are_read_as_mount_does(tmp_path: Path) -> None:
+    """Comments, UUID=/LABEL= sources, swap, bind entries, an escaped mount point, a
+    trailing slash, and a line that stops after the type (options `defaults`)."""
+    fstab = tmp_path / "fstab"
+    fstab.write_text(
+        "# <file system> <mount point> <type> <options> <dump> <pass>\n"
+        "UUID=0a1b / ext4 errors=remount-ro 0 1\n"
+        "  # an indented comment /srv ext4 ro 0 0\n"
+        "LABEL=data /srv/my\\040data/ xfs ro,noatime 0 2\n"
+        "/swapfile none swap sw 0 0\n"
+        "/srv/my\\040data /var/www none bind,ro 0 0\n"
+        "/dev/sdb1 /backup ext4\n")
+    assert fstab_options(str(fstab)) == {
+        "/": "errors=remount-ro", "/srv/my data": "ro,noatime", "none": "sw",
+        "/var/www": "bind,ro", "/backup": "defaults"}
+
+
+def test_a_mount_point_with_a_control_character_is_found(tmp_path: Path) -> None:
+    """The mount table leaves \\x1c unescaped in a mount point: its line is still one
+    mount, so a path on that read-only mount is not taken for its writable parent's."""
+    with tmpfs(tmp_path / "ro\x1cmount", "ro,size=1m") as mount:
+        finding = only(run_writer(mount, tmp_path / "no-fstab"), "fs.readonly")
+    assert finding.severity is Severity.CRITICAL
+    assert finding.evidence["mountpoint"] == str(mount)

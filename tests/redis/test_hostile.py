@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,22 +131,40 @@ def test_nonsense_replies_cost_facts_not_the_run(hostile_url: str) -> None:
     assert "persistence is off" not in only(findings, "cache.persistence.failing").summary
 
 
-@pytest.fixture
-def flooding_url() -> Iterator[tuple[str, list[int]]]:
+@pytest.fixture(params=["tcp", "unix", "tls"])
+def flooding(request: pytest.FixtureRequest, tmp_path: Path,
+             ) -> Iterator[tuple[str, dict[str, Any], list[int]]]:
     """A server that answers PING, then answers INFO with a 1 GiB bulk string that it
-    streams until the client hangs up; the list holds the bytes it managed to send."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
+    streams until the client hangs up, over TCP, a unix socket or TLS: its URL, the
+    component fields it needs and a list holding the bytes it managed to send."""
+    fields: dict[str, Any] = {}
+    if request.param == "unix":
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(tmp_path / "redis.sock"))
+        url = f"unix://{tmp_path / 'redis.sock'}?db=0"
+    else:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        scheme = "rediss" if request.param == "tls" else "redis"
+        url = f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/0"
+    wrap = _tls_server(tmp_path, fields) if request.param == "tls" else (lambda conn: conn)
     listener.listen(4)
     sent = [0]
 
     def serve(conn: socket.socket) -> None:
         buffer, chunk = b"", b"x" * (1 << 20)
+        try:
+            conn = wrap(conn)
+        except OSError:
+            return
         with conn:
             while True:
                 args, buffer = _parse(buffer)
                 if args is None:
-                    data = conn.recv(65536)
+                    try:
+                        data = conn.recv(65536)
+                    except OSError:
+                        return
                     if not data:
                         return
                     buffer += data
@@ -170,19 +189,36 @@ def flooding_url() -> Iterator[tuple[str, list[int]]]:
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
-    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0", sent
+    yield url, fields, sent
     listener.close()
 
 
-def test_a_flood_of_a_reply_is_cut_off_at_the_cap(flooding_url: tuple[str, list[int]]
-                                                   ) -> None:
-    """A server streaming a 1 GiB INFO reply is hung up on once 64 MiB are read: the
-    check says it could not tell (unknown), names the cap, and keeps going."""
+def _tls_server(tmp_path: Path, fields: dict[str, Any]) -> Callable[[socket.socket],
+                                                                    socket.socket]:
+    """Server-side TLS for 127.0.0.1 from a throwaway CA, whose file goes into `fields`."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    fields["tls_ca_file"] = str(tmp_path / "ca.pem")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return lambda conn: context.wrap_socket(conn, server_side=True)
+
+
+def test_a_flood_of_a_reply_is_cut_off_at_the_cap(
+        flooding: tuple[str, dict[str, Any], list[int]]) -> None:
+    """A server streaming a 1 GiB INFO reply, over TCP, a unix socket or TLS, is hung up
+    on once 64 MiB are read: the check says it could not tell (unknown), names the cap,
+    and keeps going."""
     from stackmedic.probes.redis._client import MAX_REPLY_BYTES
 
-    url, sent = flooding_url
-    down = only(diagnose(url), "cache.down")
+    url, fields, sent = flooding
+    down = only(diagnose(url, **fields), "cache.down")
     assert down.severity is Severity.UNKNOWN
     assert "more than 64 MiB" in down.summary and "not a Redis server" in (down.cause or "")
-    # What was sent is what we read plus what the two sockets' kernel buffers held.
-    assert MAX_REPLY_BYTES < sent[0] < MAX_REPLY_BYTES + 32 * (1 << 20)
+    # What was sent (in whole 1 MiB chunks) is what we read plus what the two sockets'
+    # kernel buffers held.
+    assert MAX_REPLY_BYTES <= sent[0] < MAX_REPLY_BYTES + 32 * (1 << 20)

@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BITS", "allowed", "stat_facts", "user_facts"]
+__all__ = ["BITS", "allowed", "existing_ancestor", "stat_facts", "user_facts"]
 
 BITS = {"read": 4, "write": 2, "execute": 1}
 
@@ -65,7 +65,21 @@ def stat_facts(path: str) -> dict[str, Any]:
     return {"exists": True, "kind": "dir" if stat.S_ISDIR(info.st_mode) else
             "file" if stat.S_ISREG(info.st_mode) else "other",
             **_with_acl(absolute, _owner_mode(info)),
-            "parents": parents, "acl": _has_acl(absolute), "real": real}
+            "parents": parents, "acl": _has_acl(absolute), "real": real,
+            "dev": f"{os.major(info.st_dev)}:{os.minor(info.st_dev)}"}
+
+
+def existing_ancestor(path: str) -> dict[str, str] | None:
+    """The deepest directory above a missing `path` that exists (where creating it
+    starts): its path, resolved path and device, or None when none can be stat'ed."""
+    for directory in reversed(_ancestors(str(Path(path).absolute()))):
+        try:
+            info = Path(directory).stat()
+        except (OSError, ValueError):
+            continue
+        return {"path": directory, "real": os.path.realpath(directory),
+                "dev": f"{os.major(info.st_dev)}:{os.minor(info.st_dev)}"}
+    return None
 
 
 def _ancestors(path: str) -> list[str]:

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from stackmedic.probes._hostfacts import read_capped
 
-__all__ = ["MountEntry", "containing", "fstab_options", "mount_facts", "mount_table"]
+__all__ = ["MountEntry", "containing", "fstab_options", "holding", "mount_facts", "mount_table"]
 
 # Filesystems that never hold user data worth a disk-space warning (tmpfs and overlay
 # count only when listed: /dev/shm and container layers would be noise otherwise).
@@ -58,30 +58,38 @@ class MountEntry(NamedTuple):
     fstype: str
     options: str  # this mount's own (`ro` when mounted or remounted ro)
     super_options: str  # the filesystem's (`ro` or `emergency_ro` when the kernel set it)
+    dev: str  # major:minor of the filesystem, as stat() gives it (btrfs subvolumes aside)
 
 
 def mount_table(path: str = MOUNTINFO) -> list[MountEntry]:
     """The mounts of this process's namespace, in mount order; OSError propagates."""
     entries = []
-    for line in read_capped(path, _TABLE_CAP).splitlines():
+    for line in _lines(path, _TABLE_CAP):
         # 36 35 98:0 /root /mnt rw,noatime master:1 - ext4 /dev/sda1 rw,errors=remount-ro
         mine, sep, theirs = line.partition(" - ")
         fields, rest = mine.split(" "), theirs.split(" ")
         if sep and len(fields) >= 6 and len(rest) >= 3:
             entries.append(MountEntry(_unescape(fields[4]), _unescape(rest[1]), rest[0],
-                                      fields[5], rest[2]))
+                                      fields[5], rest[2], fields[2]))
     return entries
 
 
 def fstab_options(path: str) -> dict[str, str]:
-    """Mount point → options of each fstab(5) line (the last line wins, as for mount -a);
-    OSError propagates."""
+    """Mount point → options of each fstab(5) line (the last line wins, as for mount -a;
+    a line may stop after the type, meaning `defaults`); OSError propagates."""
     entries = {}
-    for line in read_capped(path).splitlines():
+    for line in _lines(path, 65536):
         fields = line.split()
-        if len(fields) >= 4 and not fields[0].startswith("#"):
-            entries[os.path.normpath(_unescape(fields[1]))] = fields[3]
+        if len(fields) >= 3 and not fields[0].startswith("#"):
+            entries[os.path.normpath(_unescape(fields[1]))] = \
+                fields[3] if len(fields) > 3 else "defaults"
     return entries
+
+
+def _lines(path: str, cap: int) -> list[str]:
+    """The lines of a mount table. Both tables escape only space, tab, newline and
+    backslash, so a name may hold \x1c or \x85, which splitlines() would break at."""
+    return read_capped(path, cap).split("\n")
 
 
 def _unescape(field: str) -> str:
@@ -147,6 +155,15 @@ def _is_real(mountpoint: str, fstype: str) -> bool:
     if fstype == "overlay" and mountpoint == "/":
         return True  # a container's root: its usage is what the service sees
     return fstype not in _PSEUDO and not mountpoint.startswith(_SKIP_UNDER)
+
+
+def holding(path: str, dev: str, table: Sequence[MountEntry]) -> MountEntry | None:
+    """The mount holding `path` (whose stat() device is `dev`): of the mounts on its way,
+    the deepest of that device. A mount stacked over a directory hides those mounted
+    below it, which stay in the table with longer mount points; mount point alone
+    decides when no mount has the device (a btrfs subvolume stats as its own)."""
+    return containing(path, [entry for entry in table if entry.dev == dev]) or \
+        containing(path, table)
 
 
 def containing(path: str, mounts: Iterable[M]) -> M | None:

@@ -39,9 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from stackmedic.checks import CollectContext, Facts, Probe, RuleContext
 from stackmedic.config import ComponentBase
 from stackmedic.findings import Finding, Severity
-from stackmedic.probes._access import allowed, stat_facts, user_facts
+from stackmedic.probes._access import allowed, existing_ancestor, stat_facts, user_facts
 from stackmedic.probes._hostfacts import EVIDENCE_CAP, applicable_remedy, human_bytes
-from stackmedic.probes._mounts import containing, fstab_options, mount_table
+from stackmedic.probes._mounts import fstab_options, holding, mount_table
 from stackmedic.thresholds import Threshold
 
 Access = Literal["exist", "read", "write", "execute"]
@@ -100,17 +100,22 @@ def paths_collector(component: FsComponent, ctx: CollectContext) -> Facts | None
     mounts = _mount_facts(component.fstab)
     for item in items:
         if item["exists"]:
-            item["mount"] = mounts(item["real"])
+            item["mount"] = mounts(item["real"], item["dev"])
+        elif item["exists"] is False and "write" in item["must"] and \
+                (above := existing_ancestor(item["path"])) is not None:
+            # Creating it (fs.missing's remedy) needs a writable filesystem too.
+            item["mount"] = mounts(above["real"], above["dev"])
+            item["create_in"] = above["path"]
     return {"paths": items}
 
 
-def _mount_facts(fstab: str) -> Callable[[str], dict[str, Any]]:
-    """A lookup: real path → its mount's facts, or the error that hid them."""
+def _mount_facts(fstab: str) -> Callable[[str, str], dict[str, Any]]:
+    """A lookup: real path and its device → its mount's facts, or the error that hid them."""
     try:
         table = mount_table()
     except OSError as err:
         error = f"cannot read the mount table: {err.strerror or err}"
-        return lambda _real: {"error": error}
+        return lambda _real, _dev: {"error": error}
     configured: dict[str, str] = {}  # no fstab at all (a container): nothing configured
     fstab_error = None
     try:
@@ -120,8 +125,8 @@ def _mount_facts(fstab: str) -> Callable[[str], dict[str, Any]]:
     except OSError as err:
         fstab_error = err.strerror or str(err)
 
-    def lookup(real: str) -> dict[str, Any]:
-        mount = containing(real, table)
+    def lookup(real: str, dev: str) -> dict[str, Any]:
+        mount = holding(real, dev, table)
         if mount is None:
             return {"error": f"no mount in {len(table)} mount-table entries holds {real}"}
         facts = {**mount._asdict(), "fstab": fstab,
@@ -330,7 +335,7 @@ def _may(need: str, item: dict[str, Any], user: dict[str, Any], is_dir: bool) ->
 def readonly_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     """Each existing path that must be written is on a filesystem that accepts writes."""
     for item in facts["paths"]:
-        if item["exists"] and "write" in item["must"]:
+        if "mount" in item and "write" in item["must"]:
             yield _readonly_finding(item, ctx)
 
 
@@ -341,9 +346,9 @@ def _readonly_flag(mount: dict[str, Any]) -> str | None:
     if "error" in mount:
         return None
     options, super_options = mount["options"].split(","), mount["super_options"].split(",")
-    if "ro" in options:
-        return "ro"
-    return next((flag for flag in ("emergency_ro", "ro") if flag in super_options), None)
+    if "emergency_ro" in super_options:  # the kernel's mark, even under a ro bind mount
+        return "emergency_ro"
+    return "ro" if "ro" in options or "ro" in super_options else None
 
 
 def _readonly_finding(item: dict[str, Any], ctx: RuleContext) -> Finding:
@@ -356,8 +361,12 @@ def _readonly_finding(item: dict[str, Any], ctx: RuleContext) -> Finding:
     where = f"{mount['mountpoint']} ({mount['fstype']} on {mount['device']})"
     flag = _readonly_flag(mount)
     evidence = {"path": path, **mount}
+    what = f"{path} is"
+    if "create_in" in item:  # missing: fs.missing says so, this says whether it can be made
+        evidence["create_in"] = item["create_in"]
+        what = f"{path} does not exist and would be created in {item['create_in']}, which is"
     if flag is None:
-        return ctx.finding("fs.readonly", Severity.OK, f"{path} is on a writable filesystem: "
+        return ctx.finding("fs.readonly", Severity.OK, f"{what} on a writable filesystem: "
                            f"{where}", observed=0, evidence=evidence, identity=("path",))
     by_kernel = flag == "emergency_ro" or "ro" not in mount["options"].split(",")
     configured = mount["fstab_options"]
@@ -368,6 +377,10 @@ def _readonly_finding(item: dict[str, Any], ctx: RuleContext) -> Finding:
         evidence["expected_rw"] = mount["mountpoint"]
         if mount["device"].startswith("/dev/"):
             evidence["block_device"] = mount["device"]
+    if remounted and not by_kernel:
+        # A filesystem the kernel stopped after an error must not be remounted rw as it
+        # is: ext4 refuses it on Linux 6.x, and older kernels write on the damage.
+        evidence["remount_rw"] = mount["mountpoint"]
     if by_kernel:
         cause = f"the kernel made the filesystem read-only (`{flag}` on the filesystem while " \
                 "the mount itself is rw): it met an I/O or filesystem error (ext4 " \
@@ -390,8 +403,8 @@ def _readonly_finding(item: dict[str, Any], ctx: RuleContext) -> Finding:
                 "so whether that is intended is not known"
     how = f"`{flag}` set by the kernel" if by_kernel else f"mounted {mount['options']}"
     return applicable_remedy(ctx.finding(
-        "fs.readonly", Severity.CRITICAL, f"{path} is on a read-only filesystem: {where}, "
-        f"{how}", observed=1, evidence=evidence, identity=("path",), cause=cause))
+        "fs.readonly", Severity.CRITICAL, f"{what} on a read-only filesystem: {where}, {how}",
+        observed=1, evidence=evidence, identity=("path",), cause=cause))
 
 
 @probe.rule("fs.stale", uses="stale", symptoms=["fs.stale.files", "fs.missing"],
