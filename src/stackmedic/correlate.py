@@ -9,7 +9,8 @@ Rows marked `within: component` link findings on the same component instead: a
 transaction left open for hours explains the dead tuples vacuum cannot remove on that
 same server. A row may also `match` evidence between the two findings (the head of a
 lock queue is the session another finding names: `{head_pid: pid}`) and require
-evidence of the cause (`requires: [xmin_age]`: the session holds a snapshot).
+evidence of the cause (`requires: [xmin_age]`: the session holds a snapshot), or apply
+only to some effects (`when: {error_kind: [timeout]}`, `unless: {signature: [...]}`).
 
 A finding about one dependency in particular (an open circuit breaker guarding the
 payment service) names it in `evidence["dependency"]`; it is then explained only by
@@ -41,6 +42,13 @@ class Row:
     within: str = "dependencies"  # or "component": the cause is on the same component
     match: tuple[tuple[str, str], ...] = ()  # (effect evidence key, cause evidence key)
     requires: tuple[str, ...] = ()  # evidence keys the cause must have (not None)
+    when: tuple[tuple[str, frozenset[Any]], ...] = ()  # effect evidence key in values
+    unless: tuple[tuple[str, frozenset[Any]], ...] = ()  # ... or not in them
+
+    def applies(self, effect: Finding) -> bool:
+        """Whether this row may explain `effect` at all (its `when` / `unless`)."""
+        return all(effect.evidence.get(k) in v for k, v in self.when) and \
+            not any(effect.evidence.get(k) in v for k, v in self.unless)
 
     def links(self, effect: Finding, cause: Finding) -> bool:
         """Whether `cause` explains `effect` by this row (where they are aside)."""
@@ -55,9 +63,13 @@ class Row:
 def rows() -> tuple[Row, ...]:
     """The correlation table, as written in correlations.yaml."""
     text = files("stackmedic").joinpath("correlations.yaml").read_text("utf-8")
+    def values(key: str, row: dict[str, Any]) -> tuple[tuple[str, frozenset[Any]], ...]:
+        return tuple((k, frozenset(v)) for k, v in (row.get(key) or {}).items())
+
     return tuple(Row(frozenset(row["effects"]), frozenset(row["causes"]),
                      row.get("within", "dependencies"),
-                     tuple((row.get("match") or {}).items()), tuple(row.get("requires", ())))
+                     tuple((row.get("match") or {}).items()), tuple(row.get("requires", ())),
+                     values("when", row), values("unless", row))
                  for row in yaml.safe_load(text))
 
 
@@ -91,7 +103,7 @@ def correlate(findings: Sequence[Finding], components: Mapping[str, Any]) -> lis
     explains: dict[str, list[str]] = defaultdict(list)
     explained_by: dict[str, list[str]] = defaultdict(list)
     for effect in (f for f in findings if f.is_problem):
-        for row in by_effect.get(effect.symptom, []):
+        for row in (r for r in by_effect.get(effect.symptom, []) if r.applies(effect)):
             where = _suspects(effect, deps) if row.within == "dependencies" \
                 else [effect.component]
             for cause in (c for component in where for c in by_component.get(component, [])):

@@ -47,7 +47,7 @@ def facts(component: FakeComponent, ctx: CollectContext) -> Facts:
 
 @probe.rule("fake.judge", uses="facts",
             symptoms=["host.disk.full", "db.down", "http.slow", "http.status.error",
-                      "cache.down", "net.tcp.refused"],
+                      "cache.down", "net.tcp.refused", "http.down", "db.locks.blocking"],
             thresholds={"host.disk.full": Threshold(0.85, 0.95, unit="ratio")})
 def judge(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     """host.disk.full is judged against its threshold; other symptoms are critical

@@ -27,6 +27,27 @@ def test_component_logs_become_findings_explained_by_the_database(tmp_path: Path
     assert run.findings[0] is down
 
 
+def test_database_and_redis_errors_in_one_log_are_explained_by_their_own_store(
+        tmp_path: Path) -> None:
+    """A log with PostgreSQL and Redis errors, on a service whose database and cache are
+    both down: the PostgreSQL lines are explained by the database, the Redis lines by the
+    cache, not each by both."""
+    log = tmp_path / "api.log"
+    redis_line = ("2026-11-22T05:00:{s:02d}Z ERROR redis.exceptions.ConnectionError: Error 111 "
+                  "connecting to 127.0.0.1:6379. Connection refused.\n")
+    log.write_text("".join(REFUSED.format(s=s) + redis_line.format(s=s) for s in range(5)))
+    run = run_components({
+        "api": {"kind": "fake", "value": 0.1, "logs": [str(log)], "depends_on": ["db", "cache"]},
+        "db": {"kind": "fake", "symptom": "db.down", "value": 1},
+        "cache": {"kind": "fake", "symptom": "cache.down", "value": 1},
+    })
+    by_fp = {f.fingerprint: f.component for f in run.findings}
+    errors = [f for f in with_symptom(run.findings, "logs.error.database") if f.is_problem]
+    explained = {f.evidence["signature"]: {by_fp[fp] for fp in f.explained_by} for f in errors}
+    assert explained.pop("redis.error") == {"cache"}
+    assert explained and all(causes == {"db"} for causes in explained.values()), explained
+
+
 def test_unreadable_log_is_unknown_not_ok(tmp_path: Path) -> None:
     """A log path that does not exist is reported as a check that could not run."""
     run = run_components({"api": {"kind": "fake", "logs": [str(tmp_path / "missing.log")]}})

@@ -77,6 +77,24 @@ def test_a_finding_about_one_dependency_is_explained_by_that_one_only() -> None:
     assert len(slow.explained_by) == 3
 
 
+@pytest.mark.parametrize(("error_kind", "explained"), [("refused", False), ("timeout", True)])
+def test_a_refused_connection_is_not_explained_by_a_slow_dependency(
+        error_kind: str, explained: bool) -> None:
+    """Blocked locks on the database can make a service time out, never refuse a
+    connection; a database that is down explains both (a crash loop at start)."""
+    def run(cause: str) -> bool:
+        found = run_components({
+            "api": {"kind": "fake", "symptom": "http.down", "value": 1, "depends_on": ["db"],
+                    "evidence": {"error_kind": error_kind}},
+            "db": {"kind": "fake", "symptom": cause, "value": 1},
+        }).findings
+        [down] = with_symptom(found, "http.down")
+        return bool(down.explained_by)
+
+    assert run("db.locks.blocking") is explained
+    assert run("db.down") is True
+
+
 def test_transitive_dependencies_are_followed() -> None:
     """web → api → db: db.down explains problems on both dependents."""
     run = run_components({

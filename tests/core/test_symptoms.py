@@ -35,7 +35,8 @@ def test_the_correlation_table_names_known_ids_only() -> None:
     text = (Path(__file__).resolve().parents[2] / "src/stackmedic/correlations.yaml")
     known = set(catalogue())
     for row in yaml.safe_load(text.read_text()):
-        assert set(row) <= {"effects", "causes", "within", "match", "requires"}, row
+        assert set(row) <= {"effects", "causes", "within", "match", "requires", "when",
+                            "unless"}, row
         assert row.get("within", "dependencies") in ("dependencies", "component"), row
         unknown = set(row["effects"]) - known | set(row["causes"]) - known
         assert not unknown, f"unknown ids in correlations.yaml: {sorted(unknown)}"
