@@ -261,6 +261,32 @@ def _check_references(components: dict[str, ComponentBase], lines: _Lines) -> No
             if dep == name:
                 raise lines.error(("components", name, "depends_on", i),
                                   "a component cannot depend on itself")
+    for name in components:
+        cycle = _cycle_from(name, components)
+        if cycle:
+            raise lines.error(("components", name, "depends_on"),
+                              f"depends_on goes round in a circle: {' -> '.join(cycle)} "
+                              "(no root cause could be told apart)")
+
+
+def _cycle_from(start: str, components: dict[str, ComponentBase]) -> list[str]:
+    """A dependency path from `start` back to itself, or [] when there is none."""
+    path, seen = [start], set()
+
+    def walk(name: str) -> bool:
+        for dep in components[name].depends_on:
+            if dep == start:
+                path.append(dep)
+                return True
+            if dep not in seen:
+                seen.add(dep)
+                path.append(dep)
+                if walk(dep):
+                    return True
+                path.pop()
+        return False
+
+    return path if walk(start) else []
 
 
 def _check_symptom(sid: str, keypath: KeyPath, lines: _Lines) -> None:
@@ -281,6 +307,15 @@ def _check_override(sid: str, override: ThresholdOverride, keypath: KeyPath,
     if default.unit == "ratio" and any(2 <= v <= 100 for v in levels):  # 1.01 or 1e9 = "never"
         raise lines.error(keypath, "looks like a percentage: ratios are fractions "
                                    "(write 0.85 for 85%)")
+    warning = default.warning if override.warning is None else override.warning
+    critical = default.critical if override.critical is None else override.critical
+    if warning is not None and critical is not None:
+        below = default.direction == "below"
+        if (critical > warning) if below else (critical < warning):
+            raise lines.error(keypath, f"warning {warning:g} and critical {critical:g} are "
+                                       f"swapped: for {sid} {'lower' if below else 'higher'} "
+                                       f"is worse, so critical must be "
+                                       f"{'below' if below else 'above'} warning")
 
 
 def _translate(err: ValidationError, prefix: KeyPath, lines: _Lines) -> ConfigError:

@@ -96,6 +96,24 @@ def test_unknown_dependency_and_threshold_symptom() -> None:
     assert "did you mean 'host.disk.full'" in message
 
 
+def test_swapped_levels_and_dependency_cycles_are_refused() -> None:
+    """A critical level milder than the warning (either direction, also against a default
+    it leaves alone) and a depends_on cycle are one-line errors at their line."""
+    message = error("components: {}\nthresholds:\n  host.disk.full: "
+                    "{warning: 0.95, critical: 0.9}\n")
+    assert message.startswith("stackmedic.yaml:3: thresholds.host.disk.full:")
+    assert "warning 0.95 and critical 0.9 are swapped" in message
+    assert "swapped" in error("components: {}\nthresholds:\n"
+                              "  host.memory.pressure: {critical: 0.2}\n")  # default warn 0.15
+    assert "swapped" in error("components:\n  db:\n    kind: fake\n    thresholds:\n"
+                              "      host.disk.full: {warning: 0.99}\n")  # default crit 0.95
+    parse_stack("components: {}\nthresholds:\n  host.memory.pressure: {warning: 0.3}\n")
+    message = error("components:\n  a: {kind: fake, depends_on: [b]}\n"
+                    "  b: {kind: fake, depends_on: [c]}\n  c: {kind: fake, depends_on: [a]}\n")
+    assert "depends_on goes round in a circle: a -> b -> c -> a" in message
+    assert message.startswith("stackmedic.yaml:2:")
+
+
 def test_missing_and_empty_files(tmp_path: Path) -> None:
     """A missing or empty file is a one-line error naming it."""
     with pytest.raises(ConfigError, match="no such file"):

@@ -135,7 +135,7 @@ def test_dead_tuples_are_explained_by_the_transaction_holding_vacuum_back(
     wait_for(lambda: activity(pg_busy, "application_name = 'forgotten-report' AND "
                               "xact_start < now() - '0.5s'::interval"), "an old transaction")
     run = doctor(dsn, {SYMPTOM: {"warning": 0.2},
-                       "db.connections.idle_in_transaction": {"warning": 3600}})
+                       "db.connections.idle_in_transaction": {"warning": 3600, "critical": 7200}})
     dead = [f for f in with_symptom(run.findings, "db.vacuum.dead_tuples") if f.is_problem]
     held = one(run, SYMPTOM)
     assert dead and held.severity is Severity.WARNING
