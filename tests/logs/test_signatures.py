@@ -233,3 +233,32 @@ def test_a_giant_line_without_newlines_is_cut_not_loaded(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr[-500:]
     assert proc.stdout.split() == ["2", "3", "3"]
 
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_line_counts_under_the_most_specific_signature_only(tmp_path: Path,
+                                                              engine: str) -> None:
+    """"too many clients" through psycopg matches three signatures; it counts as a
+    connection-pool problem only, while a plain driver error still counts as one, the
+    matched-line count is unchanged, and one worker or two agree."""
+    log = tmp_path / "api.log"
+    slots = ('2024-05-01T10:00:{s:02d}Z ERROR psycopg.OperationalError: connection failed: '
+             'FATAL:  sorry, too many clients already\n')
+    driver = ('2024-05-01T10:01:{s:02d}Z ERROR sqlalchemy.exc.ProgrammingError: relation '
+              '"orders" does not exist\n')
+    log.write_text("".join(slots.format(s=s) + driver.format(s=s) for s in range(7)))
+    counts = []
+    for workers in (1, 2):
+        result = scan_files([log], SIGNATURES, engine=engine, workers=workers)
+        counts.append({h.signature.id: h.count for h in result.hits if h.count})
+        assert result.matched_lines == 14
+    assert counts[0] == counts[1] == {"pool.db_slots": 7, "db.driver_error": 7}, counts
+
+
+def test_superseding_an_unknown_signature_is_refused(tmp_path: Path) -> None:
+    pack = tmp_path / "mine.yaml"
+    pack.write_text("pack: mine\nsignatures:\n  - id: mine.oops\n"
+                    "    symptom: logs.error.database\n    description: d\n"
+                    "    patterns: ['oops']\n    supersedes: [db.driver_eror]\n")
+    with pytest.raises(ConfigError, match="supersedes unknown signature 'db.driver_eror'"):
+        load_packs([str(pack)])

@@ -140,15 +140,44 @@ class ScanResult:
 _matcher: Matcher | None = None
 Breakdowns = dict[int, tuple[list[re.Pattern[bytes]], re.Pattern[bytes]]]
 _breakdowns: Breakdowns = {}  # signature -> (its patterns, its breakdown value)
+Superseded = dict[int, frozenset[int]]
+_superseded: Superseded = {}  # signature -> the signatures that win a line over it
 
 
 def _set_matcher(signatures: Sequence[Signature], engine: str | None) -> None:
-    global _matcher, _breakdowns
+    global _matcher, _breakdowns, _superseded
     _matcher = make_matcher([(i, p) for i, s in enumerate(signatures) for p in s.patterns],
                             engine)
     _breakdowns = {
         i: ([re.compile(p.encode()) for p in s.patterns], re.compile(s.breakdown.value.encode()))
         for i, s in enumerate(signatures) if s.breakdown}
+    index = {s.id: i for i, s in enumerate(signatures)}
+    winners: dict[int, set[int]] = {}
+    for i, s in enumerate(signatures):
+        for loser in s.supersedes:
+            if loser in index:  # a pack may supersede a signature that is not loaded
+                winners.setdefault(index[loser], set()).add(i)
+    _superseded = {loser: frozenset(won) for loser, won in winners.items()}
+
+
+def _without_superseded(hits: list[tuple[int, int, int]], superseded: Superseded,
+                        ) -> list[tuple[int, int, int]]:
+    """The hits minus those of a signature superseded by another one on the same line
+    (hits come grouped by line): one line, one finding for the most specific cause."""
+    out: list[tuple[int, int, int]] = []
+    i, n = 0, len(hits)
+    while i < n:
+        j, start = i + 1, hits[i][0]
+        while j < n and hits[j][0] == start:
+            j += 1
+        if j - i == 1:
+            out.append(hits[i])
+        else:
+            on_line = {hit[2] for hit in hits[i:j]}
+            out.extend(hit for hit in hits[i:j]
+                       if not superseded.get(hit[2], frozenset()) & on_line)
+        i = j
+    return out
 
 
 def _value_of(line: bytes, patterns: list[re.Pattern[bytes]], value: re.Pattern[bytes],
@@ -170,6 +199,7 @@ class _Partial:
 
     count_lines: bool = True
     breakdowns: Breakdowns = field(default_factory=dict)
+    superseded: Superseded = field(default_factory=dict)
     lines: int = 0
     size: int = 0
     matched: int = 0
@@ -199,6 +229,8 @@ class _Partial:
         # hit, so it keeps to local names and dict lookups.
         # (signature, minute) pairs are counted in one dict operation per hit;
         # `finish` splits them into counts and per-minute histograms.
+        if self.superseded:
+            hits = _without_superseded(hits, self.superseded)
         pairs, full, examples = self._pairs, self._full, self.examples
         values, breakdowns = self._values, self.breakdowns
         previous = -1
@@ -291,7 +323,7 @@ def _range_chunks(stream: BufferedReader, start: int,
 
 def _scan_range(path: str, start: int, end: int, count_lines: bool) -> _Partial:
     assert _matcher is not None
-    partial = _Partial(count_lines, _breakdowns)
+    partial = _Partial(count_lines, _breakdowns, _superseded)
     with open(path, "rb") as stream:
         for chunk, length, base in _range_chunks(stream, start, end):
             partial.add_chunk(chunk, _matcher, length, base)
@@ -300,7 +332,7 @@ def _scan_range(path: str, start: int, end: int, count_lines: bool) -> _Partial:
 
 def _scan_stream(path: str) -> _Partial:
     assert _matcher is not None
-    partial = _Partial(breakdowns=_breakdowns)
+    partial = _Partial(breakdowns=_breakdowns, superseded=_superseded)
     try:
         with open_binary(path) as stream:
             for chunk in read_chunks(stream, CHUNK_BYTES):

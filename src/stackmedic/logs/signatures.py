@@ -11,6 +11,7 @@
         examples: ['billing: gateway refused connection']   # must match
         near_misses: ['gateway reachable again']             # must not match
         breakdown: {by: status, value: '5[0-9][0-9]'}         # optional, see below
+        supersedes: [db.driver_error]        # optional: a line both match counts here only
 
 Patterns are a portable subset of POSIX ERE, so hyperscan, RE2, Python `re` and
 `grep -E` agree on every line: literals, `.`, bracket classes without negation,
@@ -20,6 +21,12 @@ loads, naming the pack, signature and pattern.
 A `breakdown` counts a signature's lines by a value inside the text its pattern
 matched (the status of an HTTP 5xx line). It runs in Python on matched lines only,
 so it may use any `re` syntax and every engine gives the same breakdown.
+
+`supersedes` names broader signatures that a line matching this one should not also
+be counted under ("too many clients" is a connection-pool problem, not also a generic
+driver error and a failed connection): one line, one finding, the most specific. The
+matched-line count is unchanged; a superseded signature counts only the lines nothing
+more specific explains.
 """
 
 from __future__ import annotations
@@ -90,6 +97,7 @@ class Signature(BaseModel):
     examples: tuple[str, ...] = ()
     near_misses: tuple[str, ...] = ()
     breakdown: Breakdown | None = None
+    supersedes: tuple[str, ...] = ()
 
     @field_validator("symptom")
     @classmethod
@@ -162,4 +170,10 @@ def load_packs(paths: tuple[str, ...] | list[str] = (), *, builtin: bool = True,
                                   f"{seen[signature.id]!r} and {pack.pack!r}")
             seen[signature.id] = pack.pack
             out.append(signature)
+    known = set(seen) | {s.id for s in builtin_pack().signatures}
+    for signature in out:
+        unknown = [loser for loser in signature.supersedes if loser not in known]
+        if unknown:
+            raise ConfigError(f"signature {signature.id!r} ({seen[signature.id]!r}) supersedes "
+                              f"unknown signature {unknown[0]!r}")
     return out
