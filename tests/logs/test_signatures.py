@@ -262,3 +262,21 @@ def test_superseding_an_unknown_signature_is_refused(tmp_path: Path) -> None:
                     "    patterns: ['oops']\n    supersedes: [db.driver_eror]\n")
     with pytest.raises(ConfigError, match="supersedes unknown signature 'db.driver_eror'"):
         load_packs([str(pack)])
+
+
+def test_a_breakdown_by_a_value_per_line_stays_bounded(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pack breaking lines down by a request id keeps at most MAX_BREAKDOWN_VALUES
+    values per process; the rest count as `other`, and every line is still counted."""
+    monkeypatch.setattr(scan_module, "MAX_BREAKDOWN_VALUES", 50)
+    pack = tmp_path / "ids.yaml"
+    pack.write_text("pack: ids\nsignatures:\n  - id: ids.failed\n"
+                    "    symptom: logs.error.payment\n    description: d\n"
+                    "    patterns: ['request [0-9]+ failed']\n"
+                    "    breakdown: {by: request, value: '[0-9]+'}\n")
+    log = tmp_path / "pay.log"
+    log.write_text("".join(f"request {i} failed\n" for i in range(500)))
+    [hits] = [h for h in scan_files([log], load_packs([str(pack)], builtin=False),
+                                    workers=1).hits if h.count]
+    assert hits.count == 500 and sum(hits.breakdown.values()) == 500
+    assert len(hits.breakdown) <= 51 and hits.breakdown["other"] >= 450

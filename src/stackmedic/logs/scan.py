@@ -180,6 +180,12 @@ def _without_superseded(hits: list[tuple[int, int, int]], superseded: Superseded
     return out
 
 
+# Distinct breakdown values a scan keeps per process (beyond them: `other`), and the
+# length of each: a pack whose `value` matches ids or times cannot grow memory per line.
+MAX_BREAKDOWN_VALUES = 1000
+_VALUE_BYTES = 64
+
+
 def _value_of(line: bytes, patterns: list[re.Pattern[bytes]], value: re.Pattern[bytes],
               ) -> bytes:
     """The breakdown value of a matched line: the first match of `value` within the text
@@ -188,7 +194,7 @@ def _value_of(line: bytes, patterns: list[re.Pattern[bytes]], value: re.Pattern[
         found = pattern.search(line)
         if found:
             got = value.search(line, *found.span())
-            return got.group(0) if got else b"other"
+            return got.group(0)[:_VALUE_BYTES] if got else b"other"
     return b"other"
 
 
@@ -246,7 +252,10 @@ class _Partial:
                 minute = minute_of(line)
             pairs[sig, minute] += 1
             if sig in breakdowns:
-                values[sig, _value_of(line, *breakdowns[sig])] += 1
+                key = (sig, _value_of(line, *breakdowns[sig]))
+                if key not in values and len(values) >= MAX_BREAKDOWN_VALUES:
+                    key = (sig, b"other")  # a value per line (an id, a time) stays bounded
+                values[key] += 1
             if sig in full:
                 continue
             kept = examples.setdefault(sig, [])
