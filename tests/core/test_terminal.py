@@ -45,3 +45,20 @@ def test_root_causes_wrap_under_their_text_and_count_repeated_effects() -> None:
     assert section[0].startswith("  ● db db.down: refused word")
     assert all(line.startswith("    ") for line in section[1:]), section
     assert any("explains: api http.slow (x2)" in line for line in section), section
+
+
+def test_each_root_cause_shows_its_first_fix_on_the_first_screen() -> None:
+    """The first step of a root cause's remedy is printed under it, before the
+    components, in the terminal and Markdown reports."""
+    run = run_components({
+        "api": {"kind": "fake", "symptom": "http.slow", "value": 1, "depends_on": ["db"]},
+        "db": {"kind": "fake", "symptom": "db.down", "value": 1},
+    })
+    [down] = [f for f in run.findings if f.symptom == "db.down"]
+    assert down.root_cause and down.remedy is not None
+    first = next(line.strip() for line in down.remedy.steps[0].splitlines()
+                 if line.strip() and not line.strip().startswith("```"))
+    text = render(run, "terminal", color=False, width=200)
+    section = text[text.index("Probable root causes"):text.index("\ndb (fake)")]
+    assert f"fix: {first}" in section
+    assert f"fix: `{first}`" in render(run, "markdown")

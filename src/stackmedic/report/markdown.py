@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from stackmedic.report.model import finding_names, first_fix
+
 __all__ = ["render_markdown"]
 
 _ICON = {"critical": "🔴", "unknown": "⚪", "warning": "🟠", "info": "🔵", "ok": "🟢"}
@@ -30,10 +32,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     if roots:
         out += ["## Probable root causes", ""]
         for root in roots:
-            explained = ", ".join(f"{by_fp[fp]['component']} {by_fp[fp]['symptom']}"
-                                  for fp in root["explains"] if fp in by_fp)
+            explained = finding_names(root["explains"], by_fp)
+            fix = first_fix(root)
             out.append(f"- **{root['component']}: {root['symptom']}** — {_cell(root['summary'])}"
-                       f" (explains {explained})")
+                       f" (explains {explained})" + (f"; fix: `{fix}`" if fix else ""))
         out.append("")
     out += ["## Findings", ""]
     if problems:

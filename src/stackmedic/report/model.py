@@ -14,7 +14,7 @@ from stackmedic.redact import redact
 if TYPE_CHECKING:
     from stackmedic.doctor import Run
 
-__all__ = ["build_report", "utc_iso"]
+__all__ = ["build_report", "finding_names", "first_fix", "utc_iso"]
 
 
 def utc_iso(moment: datetime) -> str:
@@ -94,3 +94,18 @@ def _perfdata(run: Run) -> list[dict[str, Any]]:
 
 def _num(value: float) -> float | int:
     return int(value) if float(value).is_integer() else round(value, 4)
+
+
+def finding_names(fingerprints: list[str], by_fp: dict[str, Any]) -> str:
+    """"component symptom" of each finding, a repeated one once with its count ("x2")."""
+    names = Counter(f"{by_fp[fp]['component']} {by_fp[fp]['symptom']}"
+                    for fp in fingerprints if fp in by_fp)
+    return ", ".join(name if n == 1 else f"{name} (x{n})" for name, n in names.items())
+
+
+def first_fix(finding: dict[str, Any]) -> str | None:
+    """The first line of a finding's first remedy step (code fences skipped): what the
+    root-cause summary puts on the first screen."""
+    steps: list[str] = (finding.get("remedy") or {}).get("steps") or []
+    lines = [line.strip() for line in (steps[0] if steps else "").splitlines()]
+    return next((line for line in lines if line and not line.startswith("```")), None)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
-from collections import Counter
 from typing import Any
+
+from stackmedic.report.model import finding_names, first_fix
 
 __all__ = ["render_terminal"]
 
@@ -44,7 +45,10 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
             line.add_row(f"[{_STYLE[root['severity']]}]●[/]",
                          f"[bold]{escape(root['component'])}[/] {escape(root['symptom'])}: "
                          f"{escape(root['summary'])}")
-            line.add_row("", f"[dim]explains: {escape(_names(root['explains'], by_fp))}[/]")
+            line.add_row("", f"[dim]explains: {escape(finding_names(root['explains'], by_fp))}[/]")
+            fix = first_fix(root)
+            if fix:
+                line.add_row("", f"[dim]fix:[/] {escape(fix)}")
             console.print(Padding(line, (0, 0, 0, 2), expand=False))
     order = {c["name"]: i for i, c in enumerate(report["components"])}
     ranked = sorted(report["components"], key=lambda c: (
@@ -91,7 +95,7 @@ def _finding(console: Any, finding: dict[str, Any], by_fp: dict[str, Any], escap
         shown = "  ".join(f"{k}={_fmt(v)}" for k, v in evidence[:_EVIDENCE_ITEMS])
         indented(f"[dim]evidence:[/] {escape(shown)}", 11)
     if finding["explained_by"]:
-        causes = _names(finding["explained_by"], by_fp)
+        causes = finding_names(finding["explained_by"], by_fp)
         indented(f"[dim]explained by:[/] {escape(causes)}", 11)
     if finding["cause"]:
         indented(f"[dim]cause:[/] {escape(finding['cause'])}", 11)
@@ -103,13 +107,6 @@ def _finding(console: Any, finding: dict[str, Any], by_fp: dict[str, Any], escap
             indented("- " + escape(lines[0]), 13)
             for line in lines[1:]:
                 indented(escape(line), 15)
-
-
-def _names(fingerprints: list[str], by_fp: dict[str, Any]) -> str:
-    """"component symptom" of each finding, a repeated one once with its count ("x2")."""
-    names = Counter(f"{by_fp[fp]['component']} {by_fp[fp]['symptom']}"
-                    for fp in fingerprints if fp in by_fp)
-    return ", ".join(name if n == 1 else f"{name} (x{n})" for name, n in names.items())
 
 
 def _short(value: Any) -> bool:
