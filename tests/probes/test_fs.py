@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -265,9 +266,27 @@ def test_healthy_paths_and_clean_spool_yield_only_ok(open_dir: Path) -> None:
 
 
 def fix_command(steps: tuple[str, ...], prefix: str) -> list[str]:
-    """The inline `chmod …` command of the remedy step that starts with `prefix`."""
+    """The inline command (`chmod …`, `setfacl …`) ending the remedy step that starts
+    with `prefix`."""
     [step] = [s for s in steps if s.startswith(prefix)]
     return step.split("`")[-2].split()
+
+
+def run_fix(command: list[str]) -> None:
+    """Run a remedy's `chmod`, or its `setfacl -m u:USER:PERMS PATH` the way setfacl
+    writes it (the mode's classes plus the named user, the mask their union), as
+    setfacl itself may not be installed."""
+    if command[0] != "setfacl":
+        subprocess.run(command, check=True)
+        return
+    _flag, entry, path = command[1:]
+    _u, user, perms = entry.split(":")
+    bits = sum(bit for letter, bit in (("r", 4), ("w", 2), ("x", 1)) if letter in perms)
+    mode = Path(path).stat().st_mode
+    group = (mode >> 3) & 7
+    set_acl(Path(path), (USER_OBJ, (mode >> 6) & 7, ANY),
+            (USER, bits, pwd.getpwnam(user).pw_uid), (GROUP_OBJ, group, ANY),
+            (MASK, group | bits, ANY), (OTHER, mode & 7, ANY))
 
 
 @pytest.mark.parametrize(("mode", "owner", "need", "who"), [
@@ -279,7 +298,8 @@ def test_remedy_grants_exactly_the_missing_bits_to_the_right_class(
         open_dir: Path, mode: int, owner: int, need: str, who: str) -> None:
     """For a directory `nobody` must read, the finding names the bits it lacks (x for a
     directory's contents too) and the class they apply to, and running the remedy's
-    chmod makes the kernel allow the read."""
+    grant (chmod of the owner bits, else an ACL entry for nobody) makes the kernel
+    allow the read."""
     target = make(open_dir / "data", mode, directory=True)
     os.chown(target, owner, 0)
     finding = only(run_fs([{"path": str(target), "must": ["read"], "user": "nobody"}]),
@@ -289,9 +309,11 @@ def test_remedy_grants_exactly_the_missing_bits_to_the_right_class(
     assert finding.cause is not None and ("gives its owner" in finding.cause) == (who == "u")
     assert finding.remedy is not None
     command = fix_command(finding.remedy.steps, "Grant exactly the missing bits")
-    assert command == ["chmod", f"{who}+{need}", str(target)]
+    # An ACL entry for nobody replaces other's bits for nobody: it keeps the r they gave.
+    assert command == (["chmod", f"u+{need}", str(target)] if who == "u" else
+                       ["setfacl", "-m", "u:nobody:rx", str(target)])
     assert not (kernel_allows(target, "-r") and kernel_allows(target, "-x"))
-    subprocess.run(command, check=True)
+    run_fix(command)
     assert kernel_allows(target, "-r") and kernel_allows(target, "-x")
     assert only(run_fs([{"path": str(target), "must": ["read"], "user": "nobody"}]),
                 "fs.permission.denied").severity is Severity.OK
@@ -379,8 +401,9 @@ def test_posix_acl_verdicts_match_the_kernel(open_dir: Path,
         assert (finding.severity is Severity.OK) == kernel_allows(target, flag), need
         if finding.is_problem:
             assert finding.remedy is not None
-            assert any(f"setfacl -m u:nobody:{finding.evidence['need']} {target}" in step
+            assert any(f"setfacl -m {finding.evidence['acl_grant']} {target}" in step
                        for step in finding.remedy.steps)
+            assert finding.evidence["need"] in finding.evidence["acl_grant"].split(":")[2]
 
 
 def test_acl_on_a_parent_directory_grants_search(open_dir: Path) -> None:

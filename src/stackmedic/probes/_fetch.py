@@ -28,7 +28,8 @@ from stackmedic.probes._net import budget as _budget
 from stackmedic.probes._net import resolve
 from stackmedic.probes._tls import client_context, describe, inspect
 
-__all__ = ["HttpSettings", "Target", "exchange", "fetch_target", "pool_for"]
+__all__ = ["HttpSettings", "Target", "down_evidence", "exchange", "fetch_target",
+           "health_names", "host_port", "pool_for"]
 
 # Requests in flight per run and per origin: enough to hide latency, not a flood, and
 # a few hung origins cannot take every slot from the healthy ones.
@@ -279,6 +280,47 @@ async def fetch_target(component: HttpSettings, ctx: CollectContext, target: Tar
             first["exposition"] = parse_exposition(
                 body[:body.rfind("\n") + 1] if first["truncated"] else body)
     return out
+
+
+def host_port(url: str) -> dict[str, Any]:
+    """host and port of a URL, for runbook commands (`ss`, `openssl s_client`)."""
+    parts = urlsplit(url)
+    return {"host": parts.hostname or "",
+            "port": parts.port or (443 if parts.scheme == "https" else 80)}
+
+
+def down_evidence(url: str, kind: str | None) -> dict[str, Any]:
+    """host and port of an unreachable URL, plus the keys only its error kind's
+    `http.down` steps name: the remedy keeps the steps whose keys are present, so a
+    refused port gets no DNS step, and an IP literal never gets one."""
+    where = host_port(url)
+    host, port = where["host"], where["port"]
+    if kind in ("refused", "timeout", "reset", "error"):
+        where["listen_port"] = port  # whatever the kind, `ss` shows who holds the port
+    if kind in ("refused", "timeout"):
+        where[f"{kind}_port"] = port
+    elif kind == "tls":
+        where["tls_peer"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    elif kind == "dns" and not _is_ip_literal(host):
+        where["unresolved_host"] = host
+    return where
+
+
+def _is_ip_literal(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def health_names(failing: list[str], url: str) -> dict[str, str]:
+    """The evidence that picks http.health.failing's steps: `failing_checks` when the
+    health document names failing sub-checks, else `unnamed_in` (its URL): repairing
+    "the dependency named by the failing sub-checks" means nothing when there are none."""
+    return {"failing_checks": ", ".join(failing)} if failing else {"unnamed_in": url}
 
 
 def discover_url(host: str, port: int) -> dict[str, Any]:

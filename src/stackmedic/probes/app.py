@@ -23,6 +23,8 @@ from pydantic import Field, model_validator
 from stackmedic.checks import CollectContext, Facts, Probe, RuleContext
 from stackmedic.config import ComponentBase
 from stackmedic.findings import Finding, Severity
+from stackmedic.probes._fetch import down_evidence, health_names
+from stackmedic.probes._hostfacts import applicable_remedy
 from stackmedic.thresholds import Threshold
 
 _MAX_BODY = 1 << 20
@@ -42,9 +44,10 @@ class AppComponent(ComponentBase):
     flap_window: float = Field(300.0, gt=0, description="seconds over which transitions count")
     verify_tls: bool = True
     dependencies: dict[str, str] = Field(default_factory=dict, description=(
-        "breaker or retry name -> the depends_on component it protects, where the names "
-        "differ (a breaker named like a depends_on component needs no entry): an open "
-        "breaker is then explained by that component's failure only"))
+        "breaker, retry or operation name -> the depends_on component it protects or calls, "
+        "where the names "
+        "differ (one named like a depends_on component needs no entry): an open breaker "
+        "or a failing operation is then explained by that component's failure only"))
 
     @model_validator(mode="after")
     def _dependencies_are_dependencies(self) -> AppComponent:
@@ -55,7 +58,7 @@ class AppComponent(ComponentBase):
         return self
 
     def dependency_of(self, name: str) -> str | None:
-        """The component behind breaker or retry `name`, if the stack file says."""
+        """The component behind breaker, retry or operation `name`, if the stack file says."""
         return self.dependencies.get(name) or (name if name in self.depends_on else None)
 
 
@@ -128,6 +131,14 @@ def _config(ctx: RuleContext) -> AppComponent:
     return ctx.config
 
 
+def _ms(seconds: float | None) -> float | None:
+    """Seconds as milliseconds a person reads: 2.515e-05 → 0.025, 0.01412 → 14.1."""
+    if seconds is None:
+        return None
+    ms = seconds * 1000
+    return round(ms, 3 if abs(ms) < 1 else 1)
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
@@ -143,9 +154,11 @@ def reachable(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                 "error_kind": error.split(":", 1)[0], "phase": "request", "expected": 200,
                 "elapsed_ms": diag.get("elapsed_ms")}
     if not diag["reachable"] and not facts["health"]["reachable"]:
-        yield ctx.finding("http.down", Severity.CRITICAL, f"{facts['url']} is unreachable: "
-                          f"{diag['error']}", evidence=evidence, identity=("url",),
-                          cause="the service is not running or not listening on this address")
+        evidence.update(down_evidence(facts["url"], _down_kind(error)))
+        yield applicable_remedy(ctx.finding(
+            "http.down", Severity.CRITICAL, f"{facts['url']} is unreachable: {diag['error']}",
+            evidence=evidence, identity=("url",),
+            cause="the service is not running or not listening on this address"))
     elif diag["status_code"] != 200 or not isinstance(diag["body"], dict):
         yield ctx.finding("http.status.error", Severity.WARNING,
                           f"{diag['url']} answered {diag['status_code']}, not a diagnostics "
@@ -156,6 +169,20 @@ def reachable(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     else:
         yield ctx.finding("http.status.error", Severity.OK, "diagnostics endpoint answers",
                           evidence=evidence, identity=("url",), observed=200)
+
+
+def _down_kind(error: str) -> str | None:
+    """The `http` kind's error kind (refused, timeout, dns) of an httpx error text, which
+    picks the http.down steps that apply; None when it says neither."""
+    name, _, text = error.partition(":")
+    text = text.lower()
+    if "Timeout" in name:
+        return "timeout"
+    if "refused" in text:
+        return "refused"
+    if any(word in text for word in ("name or service", "name resolution", "nodename")):
+        return "dns"
+    return None
 
 
 @probe.rule("app.health", uses="endpoints", symptoms=["http.health.failing"])
@@ -176,16 +203,15 @@ def health(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                                 "output": str(entry.get("output", ""))[:200]})
     status = body["status"]
     severity = {"pass": Severity.OK, "warn": Severity.WARNING, "fail": Severity.CRITICAL}[status]
-    names = ", ".join(f["check"] for f in failing[:_CAP]) or "none"
-    yield ctx.finding("http.health.failing", severity,
-                      f"health is {status}" + (f": {names}" if failing else ""),
-                      observed=len(failing), unit="checks",
-                      evidence={"url": doc["url"], "status": doc["status_code"],
-                                "reported": status, "failing": failing[:_CAP],
-                                "failing_checks": names},
-                      identity=("url",),
-                      cause=None if not failing else f"the sub-check(s) {names} report a "
-                      "problem with that dependency")
+    names = ", ".join(f["check"] for f in failing[:_CAP])
+    yield applicable_remedy(ctx.finding(
+        "http.health.failing", severity, f"health is {status}" + (f": {names}" if failing else ""),
+        observed=len(failing), unit="checks",
+        evidence={"url": doc["url"], "status": doc["status_code"], "reported": status,
+                  "failing": failing[:_CAP],
+                  **health_names([f["check"] for f in failing[:_CAP]], doc["url"])},
+        identity=("url",), cause=None if not failing else f"the sub-check(s) {names} report a "
+        "problem with that dependency"))
 
 
 @probe.rule("app.breakers", uses="endpoints",
@@ -298,8 +324,10 @@ def latency(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
             continue
         rate = _num(stats.get("error_rate")) or 0.0
         evidence = {"operation": op, "count": int(count), "quantile": quantile, "url": facts["url"],
-                    **{k: _num(stats.get(k)) for k in ("p50", "p95", "p99", "max", "error_rate")},
-                    "errors": _num(stats.get("errors"))}
+                    **{f"{k}_ms": _ms(_num(stats.get(k))) for k in ("p50", "p95", "p99", "max")},
+                    "error_rate": _num(stats.get("error_rate")),
+                    "errors": _num(stats.get("errors")),
+                    "dependency": _config(ctx).dependency_of(op)}
         yield ctx.judge("app.latency.high", value,
                         f"{op!r} {quantile} is {value * 1000:.0f} ms over {int(count)} calls",
                         evidence=evidence, identity=("operation",),

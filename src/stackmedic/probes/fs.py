@@ -262,6 +262,8 @@ def _access_finding(item: dict[str, Any], base: dict[str, Any], ctx: RuleContext
             evidence.update(denied=["search"], blocking_path=parent["path"],
                             blocking_owner=parent["owner"], blocking_group=parent["group"],
                             blocking_mode=pmode, blocking_who=_who(parent, user))
+            if evidence["blocking_who"] != "u":
+                evidence["blocking_acl"] = _acl_entry(parent, user, True, "x")
             return applicable_remedy(ctx.finding(
                 "fs.permission.denied", Severity.CRITICAL,
                 f"{user['name']} cannot reach {path}: {parent['path']} (mode {pmode} "
@@ -285,8 +287,7 @@ def _access_finding(item: dict[str, Any], base: dict[str, Any], ctx: RuleContext
     missing = {letter for need in denied for letter in _missing_bits(need, item, user, is_dir)}
     need = "".join(letter for letter in "rwx" if letter in missing)
     evidence.update(denied=denied, need=need, who=_who(item, user))
-    if item.get("acl_entries"):
-        evidence["acl_grant"] = f"u:{user['name']}:{need}"
+    evidence.update(_grants(evidence["who"], need, _acl_entry(item, user, is_dir, need)))
     if evidence["who"] == "u":
         cause = f"mode {mode} gives its owner {user['name']} no {need} (the owner bits " \
                 "apply to the owner even where group or other bits allow more)"
@@ -304,6 +305,26 @@ def _access_finding(item: dict[str, Any], base: dict[str, Any], ctx: RuleContext
 
 
 _CLASS = {"u": "its owner", "g": "in its group", "o": "other"}
+
+
+def _grants(who: str, need: str, acl_entry: str) -> dict[str, str]:
+    """The grants the runbook's steps offer, keyed so that only the fitting ones are
+    shown: the owner's own bits; else an ACL entry for the user alone first, the
+    group bits, and last the other bits, which open the path to every account (a
+    runbook step says so: `o+w` makes a directory world-writable)."""
+    if who == "u":
+        return {"owner_grant": f"u+{need}"}
+    return {"acl_grant": acl_entry, f"{who}_grant": f"{who}+{need}"}
+
+
+def _acl_entry(target: dict[str, Any], user: dict[str, Any], is_dir: bool, need: str) -> str:
+    """`u:USER:PERMS` for setfacl: what the user has now plus `need`, as a named-user
+    entry replaces the class bits that applied to the user (`u:nobody:x` on a 0744
+    directory would take away the r that other gave)."""
+    perms = "".join(letter for letter, access in (("r", "read"), ("w", "write"),
+                                                  ("x", "execute"))
+                    if letter in need or allowed(access, target, user, is_dir))
+    return f"u:{user['name']}:{perms}"
 
 
 def _who(target: dict[str, Any], user: dict[str, Any]) -> str:

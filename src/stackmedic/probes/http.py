@@ -25,7 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stackmedic.checks import CollectContext, Facts, Probe, RuleContext
 from stackmedic.findings import Finding, Severity
 from stackmedic.probes import _conditions
-from stackmedic.probes._fetch import HttpSettings, Target, discover_url, fetch_target
+from stackmedic.probes._fetch import (
+    HttpSettings,
+    Target,
+    discover_url,
+    down_evidence,
+    fetch_target,
+    health_names,
+    host_port,
+)
+from stackmedic.probes._hostfacts import applicable_remedy
 from stackmedic.thresholds import Threshold
 
 __all__ = ["HttpComponent", "HttpEndpoint", "probe"]
@@ -145,24 +154,17 @@ def reach(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         return
     evidence.update({k: worst.get(k) for k in ("error_kind", "phase", "error", "tls")
                      if worst.get(k) is not None})
-    evidence.update(_host_port(facts["url"]))
+    evidence.update(down_evidence(facts["url"], worst["error_kind"]))
     if len(failed) < len(samples):
-        yield ctx.finding("http.down", Severity.WARNING,
-                          f"{facts['url']}: {len(failed)} of {len(samples)} requests failed "
-                          f"({worst['error']})", observed=len(failed), evidence=evidence,
-                          identity=("url",), cause="the service or its network drops some "
-                          "requests (restarts, overload, a failing backend behind a balancer)")
+        yield applicable_remedy(ctx.finding(
+            "http.down", Severity.WARNING, f"{facts['url']}: {len(failed)} of {len(samples)} "
+            f"requests failed ({worst['error']})", observed=len(failed), evidence=evidence,
+            identity=("url",), cause="the service or its network drops some requests "
+            "(restarts, overload, a failing backend behind a balancer)"))
         return
-    yield ctx.finding("http.down", Severity.CRITICAL,
-                      f"{facts['url']} is unreachable: {worst['error']}", evidence=evidence,
-                      identity=("url",), cause=_DOWN_CAUSES.get(worst["error_kind"]))
-
-
-def _host_port(url: str) -> dict[str, Any]:
-    """host and port of a URL, for the runbook's commands (`ss`, `openssl s_client`)."""
-    parts = urlsplit(url)
-    return {"host": parts.hostname or "",
-            "port": parts.port or (443 if parts.scheme == "https" else 80)}
+    yield applicable_remedy(ctx.finding(
+        "http.down", Severity.CRITICAL, f"{facts['url']} is unreachable: {worst['error']}",
+        evidence=evidence, identity=("url",), cause=_DOWN_CAUSES.get(worst["error_kind"])))
 
 
 _DOWN_CAUSES = {
@@ -239,7 +241,7 @@ def certificate(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     cert = record.get("cert")
     if not record.get("connected") or not cert:
         return
-    where = _host_port(str(record.get("final_url") or facts["url"]))
+    where = host_port(str(record.get("final_url") or facts["url"]))
     host = where["host"]
     target = f"[{host}]:{where['port']}" if ":" in host else f"{host}:{where['port']}"
     yield ctx.judge("net.tls.expiring", cert["days_left"],
@@ -259,11 +261,11 @@ def health(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     record = target["record"]
     evidence: dict[str, Any] = {"url": _where(target)}
     if not record["connected"]:
-        evidence.update(error=record["error"], status=None, reported="no answer",
-                        failing_checks="(none: the endpoint itself did not answer)")
-        yield ctx.finding("http.health.failing", Severity.CRITICAL,
-                          f"health endpoint {_where(target)} did not answer: {record['error']}",
-                          evidence=evidence, identity=("url",))
+        evidence.update(error=record["error"], status=None, reported="no answer")
+        yield applicable_remedy(ctx.finding(
+            "http.health.failing", Severity.CRITICAL,
+            f"health endpoint {_where(target)} did not answer: {record['error']}",
+            evidence=evidence, identity=("url",)))
         return
     parsed = record.get("health") or {}
     verdict = parsed.get("status", "unknown")
@@ -276,7 +278,7 @@ def health(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         verdict = "warn"
     evidence.update(status=record["status"], shape=parsed.get("shape"),
                     reported=parsed.get("raw_status"), failing=failing,
-                    failing_checks=", ".join(f["name"] for f in failing) or "-")
+                    **health_names([f["name"] for f in failing], _where(target)))
     if verdict == "pass":
         yield ctx.finding("http.health.failing", Severity.OK,
                           f"{_where(target)} reports {parsed.get('raw_status') or 'healthy'}",
@@ -287,11 +289,11 @@ def health(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     said = (f"answered {record['status']}" if parsed.get("shape") in ("text", "unknown", None)
             else f"answered {record['status']}, reports {parsed.get('raw_status')}"
             if record["status"] >= 400 else f"reports {parsed.get('raw_status')}")
-    yield ctx.finding("http.health.failing", severity, f"{_where(target)} {said}{names}",
-                      observed=record["status"], evidence=evidence, identity=("url",),
-                      cause=("the named sub-checks fail: the service is up but a dependency "
-                             "it checks is not" if failing else
-                             "the service declares itself unhealthy"))
+    yield applicable_remedy(ctx.finding(
+        "http.health.failing", severity, f"{_where(target)} {said}{names}",
+        observed=record["status"], evidence=evidence, identity=("url",),
+        cause=("the named sub-checks fail: the service is up but a dependency it checks is "
+               "not" if failing else "the service declares itself unhealthy")))
 
 
 @probe.rule("http.conditions", uses="request", symptoms=["http.content.mismatch"])

@@ -1,0 +1,52 @@
+"""A failing operation named like a dependency is explained by that dependency alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from stackmedic.findings import Severity
+from stackmedic.testing import run_components, with_symptom
+from tests.app.servers import serve
+from tests.fixtures.ports import free_port
+
+pytest.importorskip("fastapi")
+pytest.importorskip("psycopg_pool")
+
+
+@pytest.mark.parametrize("named", ["by name", "by dependencies:"])
+def test_a_failing_operation_is_explained_by_its_own_dependency(
+        named: str, pg_shared: Any, redis_factory: Callable[..., Any]) -> None:
+    """Payments down (nothing listens) makes operation 'payments' fail every call; with
+    the shop also depending on an unreachable ledger, its error-rate and latency
+    findings name the payment component, and the error rate is explained by the
+    payment component's failure alone."""
+    from examples.shop.app import create_app
+
+    payments_port, ledger_port = free_port(), free_port()
+    app = create_app(dsn=pg_shared.dsn(), redis_url=redis_factory().url,
+                     payments_url=f"http://127.0.0.1:{payments_port}")
+    pay = "payments" if named == "by name" else "payment-api"
+    with serve(app) as served:
+        for i in range(10):
+            httpx.post(f"{served.url}/pay/{i}", timeout=10)
+        shop: dict[str, Any] = {"kind": "app", "url": served.url, "min_calls": 5,
+                                "depends_on": [pay, "ledger"]}
+        if pay != "payments":
+            shop["dependencies"] = {"payments": pay}
+        run = run_components({
+            "shop": shop,
+            pay: {"kind": "http", "url": f"http://127.0.0.1:{payments_port}/health"},
+            "ledger": {"kind": "tcp", "host": "127.0.0.1", "port": ledger_port},
+        })
+    by_fp = {f.fingerprint: f for f in run.findings}
+    [slow] = [f for f in with_symptom(run.findings, "app.latency.high")
+              if f.evidence["operation"] == "payments"]
+    [failing] = [f for f in with_symptom(run.findings, "app.error_rate.high")
+                 if f.evidence["operation"] == "payments"]
+    assert slow.evidence["dependency"] == failing.evidence["dependency"] == pay
+    assert failing.severity is Severity.CRITICAL
+    assert {by_fp[fp].component for fp in failing.explained_by} == {pay}
