@@ -1,8 +1,9 @@
 """The `snapshot` collector: one connection, one pass over the statistics views.
 
 Connection failures are facts, not exceptions: refused, timed out, starting up or
-shutting down, authentication rejected (with the method the server asked for) and
-"too many clients" each come back as `error.kind`. A query that fails for lack of
+shutting down, authentication rejected (with the method the server asked for), a
+database that does not exist (with those that do, read through `postgres` or
+`template1`) and "too many clients" each come back as `error.kind`. A query that fails for lack of
 privilege or on `statement_timeout` is recorded under `errors[section]` and the
 rest of the snapshot still runs (the session is in autocommit, so nothing aborts).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +37,7 @@ _KINDS = (
     ("authentication failed", "auth"),
     ("no password supplied", "auth"),
     ("no pg_hba.conf entry", "auth"),
-    ("does not exist", "auth"),  # role "x" / database "x" does not exist
+    ("does not exist", "auth"),  # role "x" does not exist (a database: _NO_DATABASE)
     ("is starting up", "starting"),
     ("not yet accepting connections", "starting"),
     ("is in recovery mode", "starting"),
@@ -46,6 +48,14 @@ _KINDS = (
     ("timeout expired", "timeout"),
     ("timed out", "timeout"),
 )
+# The server is up and admits the role, but the dsn names no existing database: neither
+# a password nor pg_hba.conf is wrong. Checked before _KINDS (SQLSTATE 3D000).
+_NO_DATABASE = re.compile(r'database ".*" does not exist')
+# Where the databases that do exist can be listed from, in order: one short read-only
+# session (a session on template1 briefly blocks CREATE DATABASE, hence last).
+_MAINTENANCE_DBS = ("postgres", "template1")
+_DATABASES_SQL = ("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate "
+                  "AND has_database_privilege(datname, 'CONNECT') ORDER BY datname LIMIT 50")
 _MESSAGE_CHARS = 500
 _MARGIN_S = 0.5  # of the collector's deadline, kept to return the facts
 
@@ -69,6 +79,8 @@ def target_of(component: PostgresComponent) -> dict[str, Any]:
 def classify_error(message: str) -> str:
     """The kind of a connection failure, from libpq's message."""
     lowered = message.lower()
+    if _NO_DATABASE.search(lowered):
+        return "no_database"
     return next((kind for phrase, kind in _KINDS if phrase in lowered), "other")
 
 
@@ -111,6 +123,8 @@ def snapshot(component: PostgresComponent, ctx: CollectContext) -> Facts:
         kind = classify_error(message)
         error: dict[str, Any] = {"kind": kind, "message": message,
                                  "sqlstate": getattr(err, "sqlstate", None)}
+        if kind == "no_database":
+            error["databases"] = _databases(component, ctx)
         if kind == "auth" and isinstance(target["port"], int):
             from stackmedic.probes.postgres._wire import auth_method
 
@@ -120,6 +134,25 @@ def snapshot(component: PostgresComponent, ctx: CollectContext) -> Facts:
                 "connect_ms": round((time.monotonic() - started) * 1000, 1)}
     with conn:
         return _read(conn, component, ctx, target, started)
+
+
+def _databases(component: PostgresComponent, ctx: CollectContext) -> list[str] | None:
+    """The databases the role may connect to, listed through a maintenance database (the
+    dsn's own does not exist); None if none admits it or the deadline is near."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    for dbname in _MAINTENANCE_DBS:
+        if ctx.remaining() < 1.0 + _MARGIN_S:
+            return None
+        other = component.model_copy(
+            update={"dsn": make_conninfo(component.dsn or "", dbname=dbname)})
+        try:
+            with _connect(other, ctx) as conn:
+                return [str(row["datname"]) for row in conn.execute(_DATABASES_SQL)]
+        except psycopg.Error:
+            continue
+    return None
 
 
 def _read(conn: psycopg.Connection[q.Row], component: PostgresComponent,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
+from difflib import get_close_matches
 
 from stackmedic.checks import Facts, RuleContext
 from stackmedic.findings import Finding, Remedy, Severity
@@ -62,6 +64,8 @@ def availability(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                       f"Correct the dsn of component {ctx.component} (a URI such as "
                       "`postgresql://user@host:5432/dbname` or `host=… port=… dbname=…`) "
                       "and check it with `psql \"<dsn>\" -c 'SELECT 1'`.",)))
+    elif error["kind"] == "no_database":
+        yield _no_database(facts, ctx)
     elif error["kind"] == "auth":
         yield ctx.finding(
             "db.auth.failed", Severity.CRITICAL,
@@ -76,6 +80,31 @@ def availability(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
             f"PostgreSQL at {target['host']}:{target['port']} is not accepting connections "
             f"({error['kind'].replace('_', ' ')})", evidence=evidence, identity=("host", "port"),
             cause=_DOWN_CAUSES.get(error["kind"], _DOWN_CAUSES["other"]))
+
+
+def _no_database(facts: Facts, ctx: RuleContext) -> Finding:
+    """db.down for a dsn naming a database the server does not have: the server is up and
+    admitted the role, so nothing about passwords or pg_hba.conf is wrong."""
+    target, error = facts["target"], facts["error"]
+    name, existing = target["database"], error.get("databases")
+    close = get_close_matches(name, existing or [], n=3, cutoff=0.6)
+    listed = ("the databases that exist: " + ", ".join(existing) if existing
+              else "no other database could be listed")
+    guess = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    where = shlex.join(["-h", target["host"], "-p", str(target["port"]), "-U", target["user"]])
+    return ctx.finding(
+        "db.down", Severity.CRITICAL,
+        f"PostgreSQL at {target['host']}:{target['port']} is up, but database {name!r} "
+        f"does not exist ({guess}{listed})",
+        evidence={**target, **error, "databases": existing, "did_you_mean": ", ".join(close)},
+        identity=("host", "port", "database"),
+        cause=f"the dsn of component {ctx.component} names database {name!r}, which this "
+              "server does not have: a typo, a database not created yet, or one dropped",
+        remedy=Remedy("db.down", (
+            f"Correct the database name in the dsn of component {ctx.component} "
+            f"({guess}{listed}); list them with `psql {where} -l`.",
+            f"If {name!r} should exist, create it (then run the migrations or restore "
+            f"into it): `createdb {where} {shlex.quote(name)}`")))
 
 
 @probe.rule("postgres.connections", uses="snapshot", symptoms=["db.connections.exhausted"],
@@ -222,6 +251,24 @@ def _heads(waiting: dict[int, list[int]]) -> dict[int, tuple[list[int], int]]:
     return out
 
 
+def _end_head(pid: int, state: str | None, prepared: list[Row]) -> str:
+    """One line of SQL that ends the head of a chain. Cancelling ends only a running
+    statement: a session idle in transaction keeps its locks, so only terminating helps;
+    a forgotten prepared transaction has no backend and is rolled back by gid."""
+    if pid == 0:
+        if not prepared:
+            return ("SELECT gid, prepared, owner, database FROM pg_prepared_xacts;  -- then "
+                    "ROLLBACK PREPARED the one holding the lock")
+        databases = sorted({p["database"] for p in prepared})
+        return " ".join(f"ROLLBACK PREPARED {quote(p['gid'])};" for p in prepared) + (
+            f"  -- in database {databases[0]}" if len(databases) == 1
+            else "  -- each in its own database (see head_prepared)")
+    if state in ("active", None):  # None: not a client session (autovacuum…): cancel first
+        return (f"SELECT pg_cancel_backend({pid});  -- if it still blocks: "
+                f"SELECT pg_terminate_backend({pid});")
+    return f"SELECT pg_terminate_backend({pid});"
+
+
 @probe.rule("postgres.locks", uses="snapshot", symptoms=["db.locks.blocking"],
             thresholds={"db.locks.blocking": Threshold(5, 60, unit="s")})
 def blocking(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
@@ -256,7 +303,6 @@ def blocking(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         first = max(blocked, key=lambda b: b["wait_s"])
         h = by_pid.get(head, {})
         app = h.get("application_name") if h else "(not a client session)"
-        fix = f"SELECT pg_cancel_backend({head});\nSELECT pg_terminate_backend({head});"
         prepared: list[Row] = []
         if head == 0:  # a prepared transaction: no backend to cancel or terminate
             pids = {b["pid"] for b in blocked}
@@ -266,13 +312,9 @@ def blocking(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
             prepared = [p for p in every if p["xid"] in xids] or every
             app = "(prepared transaction " + (", ".join(repr(p["gid"]) for p in prepared[:3])
                                               or "?") + ")"
-            fix = "\n".join(f"ROLLBACK PREPARED {quote(p['gid'])};  -- in database "
-                            f"{p['database']}, prepared {p['age_s']:.0f}s ago by {p['owner']}"
-                            for p in prepared[:3]) or \
-                ("SELECT gid, prepared, owner, database FROM pg_prepared_xacts;  -- then "
-                 "ROLLBACK PREPARED the one holding the lock")
         items.append({"head_pid": head, "head_application": app or "(no application_name)",
-                      "head_fix": fix, "head_prepared": prepared[:3],
+                      "head_fix": _end_head(head, h.get("state"), prepared[:3]),
+                      "head_prepared": prepared[:3],
                       "head_state": h.get("state"), "head_query": h.get("query"),
                       "head_xact_age_s": h.get("xact_age_s"), "blocked_pid": first["pid"],
                       "blocked_query": first["query"], "lock_mode": first["mode"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +29,7 @@ from stackmedic.probes.redis._derive import as_int, cli_command
 
 # INFO fields the rules read; the rest of INFO stays on the server (facts stay small).
 INFO_KEYS = (
-    "redis_version", "run_id", "uptime_in_seconds", "server_time_usec",
+    "redis_version", "run_id", "uptime_in_seconds", "server_time_usec", "config_file",
     "connected_clients", "blocked_clients", "maxclients",
     "used_memory", "used_memory_rss", "used_memory_peak", "maxmemory", "maxmemory_policy",
     "total_system_memory", "mem_fragmentation_ratio", "mem_fragmentation_bytes",
@@ -89,7 +90,9 @@ class _Session:
             if len(self.facts["errors"]) < _MAX_ITEMS:
                 self.facts["errors"].append(error)
             return None
-        self.facts["error"] = error
+        # Which command lost the connection: after INFO was read, an oversized reply
+        # is a large key or list, not a server that is not Redis.
+        self.facts["error"] = error | {"command": _command(args)}
         raise _Lost from err
 
 
@@ -206,14 +209,19 @@ def _slowlog(reply: Any) -> list[Facts] | None:
     for entry in reply:
         if not isinstance(entry, list) or len(entry) < 4 or not isinstance(entry[3], list):
             continue
-        words = [_text(word, 64).upper() for word in entry[3][:2]]
-        name = words[:2] if words and words[0] in _CONTAINER_COMMANDS else words[:1]
+        name = _command(entry[3])
         entries.append({"id": entry[0], "at": entry[1], "duration_us": entry[2],
-                        "command": " ".join(name) or "?",
-                        "args": max(0, len(entry[3]) - len(name)),
+                        "command": name or "?",
+                        "args": max(0, len(entry[3]) - len(name.split())),
                         "client": _text(entry[4]) if len(entry) > 4 else "",
                         "client_name": _text(entry[5]) if len(entry) > 5 else ""})
     return entries
+
+
+def _command(args: Sequence[Any]) -> str:
+    """A command's name without its arguments: `SCAN`, `CONFIG GET`."""
+    words = [_text(word, 64).upper() for word in args[:2]]
+    return " ".join(words[:2] if words and words[0] in _CONTAINER_COMMANDS else words[:1])
 
 
 def _latency(reply: Any) -> list[Facts] | None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from stackmedic.checks import Facts, RuleContext
-from stackmedic.findings import Finding, Severity
+from stackmedic.findings import Finding, Remedy, Severity
 from stackmedic.history import since_last_run
 from stackmedic.probes.redis import probe
 from stackmedic.probes.redis._client import CLIENT_NAME
@@ -44,6 +44,9 @@ _DOWN_CAUSES = {
     "error": "the server answered PING with an error",
     "oversized": "the server sent an absurdly large reply: not a Redis server, a broken "
                  "proxy, or a hostile endpoint",
+    "oversized_reply": "Redis answered PING and INFO normally, so this is Redis: one reply "
+                       "outgrew what stackmedic reads (a key with a huge name in SCAN, very "
+                       "many clients in CLIENT LIST)",
 }
 
 
@@ -69,10 +72,8 @@ def availability(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                               evidence=evidence,
                               cause="every maxclients slot is taken: a connection leak or "
                                     "pools sized above the limit (hypothesis)")
-        elif kind == "oversized":  # it answered, but not like Redis: we cannot tell
-            yield ctx.finding("cache.down", Severity.UNKNOWN,
-                              f"Redis at {facts.get('target')} could not be checked: "
-                              f"{message}", evidence=evidence, cause=_DOWN_CAUSES[kind])
+        elif kind == "oversized":
+            yield _oversized(facts, ctx, evidence)
         else:
             yield ctx.finding("cache.down", Severity.CRITICAL,
                               f"Redis at {facts.get('target')} unreachable: {message}",
@@ -89,6 +90,32 @@ def availability(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           f"{facts.get('target')}", evidence=evidence)
     yield ctx.finding("cache.auth.failed", Severity.OK,
                       f"authenticated as {facts.get('user')!r}", evidence=evidence)
+
+
+def _oversized(facts: Facts, ctx: RuleContext, evidence: dict[str, Any]) -> Finding:
+    """Unknown: a reply over the cap. Before INFO it may not be Redis at all; after INFO
+    was read it is Redis, and one command's reply (named) was too large to read."""
+    error = mapping(facts.get("error"))
+    if facts.get("info") is None:  # it answered, but not like Redis: we cannot tell
+        return ctx.finding("cache.down", Severity.UNKNOWN,
+                           f"Redis at {facts.get('target')} could not be checked: "
+                           f"{error.get('message')}", evidence=evidence,
+                           cause=_DOWN_CAUSES["oversized"])
+    command = error.get("command") or "a command"
+    cli = evidence["cli"]
+    steps: tuple[str, ...] = (
+        f"Find what makes the reply to {command} so large: the largest keys with `{cli} "
+        f"--bigkeys`, overlong key names with `{cli} --scan | awk 'length > 1048576'`, the "
+        f"number of clients with `{cli} INFO clients`.",)
+    if command == "SCAN":
+        steps += (f"Rename or delete the key with the huge name, or set `max_keys: 0` on "
+                  f"component {ctx.component} to skip the key sample.",)
+    return ctx.finding(
+        "cache.down", Severity.UNKNOWN,
+        f"Redis {mapping(facts['info']).get('redis_version', '?')} at {facts.get('target')} "
+        f"answers, but its reply to {command} was too large to read ({error.get('message')}); "
+        "the checks after it did not run", evidence=evidence | {"command": command},
+        cause=_DOWN_CAUSES["oversized_reply"], remedy=Remedy("cache.down", steps))
 
 
 @probe.rule("redis.clients", uses="server",

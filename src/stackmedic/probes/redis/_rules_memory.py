@@ -45,6 +45,22 @@ def suggested_maxmemory(maxmemory: int, system: int) -> str:
     return f"{max(1, math.ceil(target / 2**20))}mb" if target else "<bytes>"
 
 
+def persist(facts: Facts, setting: str, value: str) -> str:
+    """The line of a remedy that keeps a `CONFIG SET setting value` across restarts.
+    CONFIG REWRITE fails ("ERR The server is running without a config file") when
+    redis-server was started without one: INFO server's `config_file` is then empty."""
+    cli, config_file = where(facts)["cli"], (latest_info(facts) or {}).get("config_file")
+    flag = f"--{setting} {shlex.quote(value)}"
+    if config_file:
+        return f"{cli} CONFIG REWRITE   # saves it in {config_file}"
+    if config_file == "":
+        return (f"# no config file (INFO server config_file is empty), so CONFIG REWRITE "
+                f"would fail: add `{flag}` to redis-server's command line (service unit, "
+                "container command) or start it with a config file that sets it")
+    return (f"{cli} CONFIG REWRITE   # if it fails 'running without a config file', add "
+            f"`{flag}` to redis-server's command line instead")
+
+
 def _unknown(ctx: RuleContext, symptom: str, facts: Facts, what: str) -> Finding:
     evidence = {**where(facts), "user": facts.get("user"), "denied": facts.get("denied")}
     if "INFO" in (facts.get("denied") or []):
@@ -95,6 +111,10 @@ def memory(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                 "clients_memory": clients, "clients_human": human_bytes(clients),
                 "dataset_human": human_bytes(as_int(info.get("used_memory_dataset")) or 0),
                 "suggested_maxmemory": suggested_maxmemory(maxmemory, system)}
+    evidence |= {"persist_maxmemory": persist(facts, "maxmemory",
+                                              evidence["suggested_maxmemory"]),
+                 "persist_policy": persist(facts, "maxmemory-policy", "allkeys-lru"),
+                 "config_file": info.get("config_file")}
     if not limit:
         yield ctx.finding("cache.memory.near_limit", Severity.UNKNOWN,
                           "neither maxmemory nor total_system_memory is known",
@@ -113,9 +133,13 @@ def memory(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     else:
         cause = ("Redis has no maxmemory and is growing towards the machine's memory; the "
                  "kernel OOM killer, not Redis, will decide what happens")
+    # Past the limit (noeviction, or maxmemory lowered below the data) "near" is wrong.
+    reached = "over" if used > limit else "at" if used == limit else ""
+    share = f": {reached} the {human_bytes(limit)} {basis} limit" if reached \
+        else f" of {human_bytes(limit)} {basis}"
     yield ctx.judge("cache.memory.near_limit", ratio,
-                    f"{human_bytes(used)} used of {human_bytes(limit)} {basis} ({ratio:.0%}), "
-                    f"policy {policy}", evidence=evidence, cause=cause)
+                    f"{human_bytes(used)} used{share} ({ratio:.0%}), policy {policy}",
+                    evidence=evidence, cause=cause)
     # volatile-* policies evict only keys with a TTL: with none, they refuse writes at
     # the limit exactly like noeviction ("OOM command not allowed").
     no_victims = policy.startswith("volatile-") and with_ttl == 0
@@ -161,6 +185,9 @@ def evictions(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                 "suggested_maxmemory": suggested_maxmemory(
                     as_int(info.get("maxmemory")) or 0,
                     as_int(info.get("total_system_memory")) or 0)}
+    evidence |= {"persist_maxmemory": persist(facts, "maxmemory",
+                                              evidence["suggested_maxmemory"]),
+                 "config_file": info.get("config_file")}
     summary = f"{grew} keys evicted in {interval:.1f}s ({rate:g}/s; " \
               f"{evidence['evicted_total']} since start)"
     change = since_last_run(facts, "evicted_keys")
