@@ -60,6 +60,8 @@ probe = Probe("postgres", PostgresComponent, default_ports=(5432,), discover=_di
 # The modules below register the collector and rules on `probe`; they need it defined.
 from stackmedic.probes.postgres import (  # noqa: E402
     collect,  # noqa: F401
+    rules_availability,  # noqa: F401
     rules_sessions,  # noqa: F401
     rules_storage,  # noqa: F401
+    rules_transactions,  # noqa: F401
 )

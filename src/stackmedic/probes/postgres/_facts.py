@@ -95,3 +95,11 @@ def worst(ctx: RuleContext, symptom: str, items: Iterable[Row], value: Callable[
     if not bad:
         top = value(ranked[0]) if ranked else 0.0
         yield ctx.judge(symptom, top, ok_summary(top), evidence={"checked": len(ranked)})
+
+
+def session_evidence(s: Row) -> Row:
+    """What a finding about one session shows of it."""
+    return {"pid": s["pid"], "application_name": s["application_name"], "usename": s["usename"],
+            "client_addr": s["client_addr"], "state": s["state"], "database": s["datname"],
+            "query": s["query"], "xact_age_s": s["xact_age_s"], "state_age_s": s["state_age_s"],
+            "wait_event": s["wait_event"], "xmin_age": s.get("xmin_age")}

@@ -1,15 +1,13 @@
-"""Rules over the sessions of the snapshot: reachability, slots, idle, locks, deadlocks."""
+"""Rules over the sessions of the snapshot: slots, idle sessions, locks, deadlocks."""
 
 from __future__ import annotations
 
-import shlex
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
-from difflib import get_close_matches
 
 from stackmedic.checks import Facts, RuleContext
-from stackmedic.findings import Finding, Remedy, Severity
+from stackmedic.findings import Finding
 from stackmedic.history import CounterChange, previous_counters
 from stackmedic.probes.postgres import PostgresComponent, probe
 from stackmedic.probes.postgres._facts import (
@@ -17,94 +15,12 @@ from stackmedic.probes.postgres._facts import (
     cannot_judge,
     connection_slots,
     not_readable,
+    session_evidence,
     sessions,
     worst,
 )
-from stackmedic.probes.postgres.queries import ident, quote
+from stackmedic.probes.postgres.queries import quote
 from stackmedic.thresholds import Threshold
-
-_DOWN_CAUSES = {
-    "refused": "nothing listens on that address: the server is stopped, crashed, or "
-               "listens elsewhere (listen_addresses, port)",
-    "timeout": "the server or the network path does not answer (host down, firewall "
-               "dropping packets, or the server is overloaded)",
-    "starting": "the server is starting up or recovering and not yet accepting connections",
-    "shutting_down": "the server is shutting down",
-    "not_accepting": "the server runs but admits no sessions: a standby with hot_standby = "
-                     "off (or one not yet consistent) only replays WAL",
-    "other": "the connection failed for the reason in the message",
-}
-
-
-def _where(facts: Facts) -> str:
-    t = facts["target"]
-    return f"{t['user']}@{t['host']}:{t['port']}/{t['database']}"
-
-
-@probe.rule("postgres.availability", uses="snapshot", symptoms=["db.down", "db.auth.failed"])
-def availability(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
-    """The server accepts a connection for the configured role."""
-    target = facts["target"]
-    if facts["connected"]:
-        version = (facts.get("server") or {}).get("version")
-        for symptom, what in (("db.down", "accepts connections"),
-                              ("db.auth.failed", "accepts the configured role")):
-            yield ctx.finding(symptom, Severity.OK, f"PostgreSQL {version} at {_where(facts)} "
-                              f"{what}", observed=facts["connect_ms"], unit="ms",
-                              evidence={**target, "version": version}, identity=("host", "port"))
-        return
-    error = facts["error"]
-    evidence = {**target, **error}
-    if error["kind"] == "config":
-        yield ctx.finding(
-            "db.down", Severity.UNKNOWN, f"cannot check PostgreSQL: the dsn is invalid "
-            f"({error['message']})", evidence=evidence, identity=("host", "port"),
-            cause="the component's dsn (or a PG* variable) is not a valid libpq connection "
-                  "string", remedy=Remedy("db.down", (
-                      f"Correct the dsn of component {ctx.component} (a URI such as "
-                      "`postgresql://user@host:5432/dbname` or `host=… port=… dbname=…`) "
-                      "and check it with `psql \"<dsn>\" -c 'SELECT 1'`.",)))
-    elif error["kind"] == "no_database":
-        yield _no_database(facts, ctx)
-    elif error["kind"] == "auth":
-        yield ctx.finding(
-            "db.auth.failed", Severity.CRITICAL,
-            f"PostgreSQL at {target['host']}:{target['port']} rejected role "
-            f"{target['user']!r} ({error.get('auth_method', 'unknown')} authentication)",
-            evidence=evidence, identity=("host", "port", "user"),
-            cause="the password is wrong or expired, the role or database does not exist, "
-                  "or no pg_hba.conf line admits this role from this host")
-    elif error["kind"] != "too_many":  # the slots rule reports a full server
-        yield ctx.finding(
-            "db.down", Severity.CRITICAL,
-            f"PostgreSQL at {target['host']}:{target['port']} is not accepting connections "
-            f"({error['kind'].replace('_', ' ')})", evidence=evidence, identity=("host", "port"),
-            cause=_DOWN_CAUSES.get(error["kind"], _DOWN_CAUSES["other"]))
-
-
-def _no_database(facts: Facts, ctx: RuleContext) -> Finding:
-    """db.down for a dsn naming a database the server does not have: the server is up and
-    admitted the role, so nothing about passwords or pg_hba.conf is wrong."""
-    target, error = facts["target"], facts["error"]
-    name, existing = target["database"], error.get("databases")
-    close = get_close_matches(name, existing or [], n=3, cutoff=0.6)
-    listed = ("the databases that exist: " + ", ".join(existing) if existing
-              else "no other database could be listed")
-    guess = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
-    where = shlex.join(["-h", target["host"], "-p", str(target["port"]), "-U", target["user"]])
-    return ctx.finding(
-        "db.down", Severity.CRITICAL,
-        f"PostgreSQL at {target['host']}:{target['port']} is up, but database {name!r} "
-        f"does not exist ({guess}{listed})",
-        evidence={**target, **error, "databases": existing, "did_you_mean": ", ".join(close)},
-        identity=("host", "port", "database"),
-        cause=f"the dsn of component {ctx.component} names database {name!r}, which this "
-              "server does not have: a typo, a database not created yet, or one dropped",
-        remedy=Remedy("db.down", (
-            f"Correct the database name in the dsn of component {ctx.component} "
-            f"({guess}{listed}); list them with `psql {where} -l`.",
-            f"If {name!r} should exist, create it (then run the migrations or restore "
-            f"into it): `createdb {where} {shlex.quote(name)}`")))
 
 
 @probe.rule("postgres.connections", uses="snapshot", symptoms=["db.connections.exhausted"],
@@ -167,13 +83,6 @@ def connections(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
               "max_connections (hypothesis: check the top holder first)")
 
 
-def _session_evidence(s: Row) -> Row:
-    return {"pid": s["pid"], "application_name": s["application_name"], "usename": s["usename"],
-            "client_addr": s["client_addr"], "state": s["state"], "database": s["datname"],
-            "query": s["query"], "xact_age_s": s["xact_age_s"], "state_age_s": s["state_age_s"],
-            "wait_event": s["wait_event"], "xmin_age": s.get("xmin_age")}
-
-
 @probe.rule("postgres.idle_in_transaction", uses="snapshot",
             symptoms=["db.connections.idle_in_transaction"],
             thresholds={"db.connections.idle_in_transaction": Threshold(60, 600, unit="s")})
@@ -189,7 +98,7 @@ def idle_in_transaction(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         ctx, symptom, idle, lambda s: s["state_age_s"] or 0.0,
         lambda s, age: (f"pid {s['pid']} ({s['application_name'] or 'no app'}, "
                         f"{s['usename']}) idle in transaction for {age:.0f}s after: "
-                        f"{(s['query'] or '')[:80]}", _session_evidence(s),
+                        f"{(s['query'] or '')[:80]}", session_evidence(s),
                         "the application began a transaction and neither committed nor "
                         "rolled back (missing commit, an exception path, or a slow external "
                         "call inside the transaction)"),
@@ -380,102 +289,3 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-@probe.rule("postgres.long_running", uses="snapshot", symptoms=["db.query.long_running"],
-            thresholds={"db.query.long_running": Threshold(60, 300, unit="s")})
-def long_running(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
-    """Active statements running longer than the threshold."""
-    symptom = "db.query.long_running"
-    stop = cannot_judge(facts, ctx, symptom, "activity", needs_sessions=True)
-    if stop is not None:
-        yield from stop
-        return
-    # A session waiting on a lock is a victim: db.locks.blocking reports it with the
-    # session to end (its head), and a finding here would suggest ending the victim.
-    active = [s for s in sessions(facts) if s["state"] == "active" and not s["blocked_by"]]
-    yield from worst(
-        ctx, symptom, active, lambda s: s["query_age_s"] or 0.0,
-        lambda s, age: (f"pid {s['pid']} ({s['application_name'] or 'no app'}) has run for "
-                        f"{age:.0f}s: {(s['query'] or '')[:80]}",
-                        {**_session_evidence(s), "duration_s": round(age, 3)},
-                        "a heavy or badly planned query, or one waiting "
-                        f"({s['wait_event_type'] or 'not waiting'}) on locks or I/O"),
-        identity=("pid",), ok_summary=lambda age: f"no long-running statement "
-                                                  f"(longest {age:.0f}s)")
-
-
-# A session these rules already report, keyed by the prefix of its state: the rule's
-# symptom and the age it judges.
-_REPORTED_AS = (("idle in transaction", "db.connections.idle_in_transaction", "state_age_s"),
-                ("active", "db.query.long_running", "query_age_s"))
-
-
-def _reported_elsewhere(s: Row, ctx: RuleContext, symptom: str) -> bool:
-    """Whether the idle-in-transaction or long-running rule already reports this session at
-    least as severely as its transaction's age would: one session, one finding, unless
-    the age of its transaction is the worse news (idle 70 s in a transaction open 2 h)."""
-    ours = ctx.threshold(symptom).classify(s["xact_age_s"])
-    for prefix, other, age in _REPORTED_AS:
-        if (s["state"] or "").startswith(prefix):
-            theirs = ctx.threshold(other).classify(s[age] or 0.0)
-            return theirs is not Severity.OK and theirs.rank >= ours.rank
-    return False
-
-
-def _open_session(s: Row) -> Row:
-    app = s["application_name"] or "no app"
-    return {**_session_evidence(s), "query_age_s": s["query_age_s"],
-            "xmin_age": s.get("xmin_age"),
-            "holder": f"session {s['pid']} ({app}, role {s['usename']}, from "
-                      f"{s['client_addr'] or 'local'})",
-            "fix": f"SELECT pg_terminate_backend({s['pid']});",
-            "summary": f"pid {s['pid']} ({app}, {s['usename']}, {s['state']}) has kept a "
-                       f"transaction open for {s['xact_age_s']:.0f}s; its current statement "
-                       f"is {s['query_age_s'] or 0:.0f}s old: {(s['query'] or '')[:80]}",
-            "cause": "the application keeps one transaction open across many statements (a "
-                     "batch looping in one transaction, a long report in REPEATABLE READ, a "
-                     "transaction per request that outlives the request)"}
-
-
-def _open_prepared(p: Row) -> Row:
-    return {"gid": p["gid"], "xid": p["xid"], "usename": p["owner"], "database": p["database"],
-            "state": "prepared", "xact_age_s": p["age_s"], "xmin_age": p.get("xmin_age"),
-            "holder": f"prepared transaction {quote(p['gid'])} (owner {p['owner']})",
-            "fix": f"\\connect {ident(p['database'])}\nROLLBACK PREPARED {quote(p['gid'])};"
-                   f"  -- or COMMIT PREPARED {quote(p['gid'])}; if its coordinator committed",
-            "summary": f"prepared transaction {quote(p['gid'])} (owner {p['owner']}, database "
-                       f"{p['database']}) has been open for {p['age_s']:.0f}s with no session "
-                       "to end it",
-            "cause": "a two-phase commit whose coordinator crashed or forgot it (PREPARE "
-                     "TRANSACTION without COMMIT/ROLLBACK PREPARED); it survives disconnects "
-                     "and restarts"}
-
-
-def _described(t: Row, _age: float) -> tuple[str, Row, str]:
-    return t["summary"], {k: v for k, v in t.items() if k not in ("summary", "cause")}, \
-        t["cause"]
-
-
-@probe.rule("postgres.long_transaction", uses="snapshot", symptoms=["db.transaction.long_open"],
-            thresholds={"db.transaction.long_open": Threshold(600, 3600, unit="s")})
-def long_transaction(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
-    """Transactions open too long whatever they run now, and forgotten prepared ones.
-
-    Both hold back the xmin horizon: vacuum cannot remove what was deleted since."""
-    symptom = "db.transaction.long_open"
-    stop = cannot_judge(facts, ctx, symptom, "activity", needs_sessions=True) or \
-        cannot_judge(facts, ctx, symptom, "prepared")
-    if stop is not None:
-        yield from stop
-        return
-    # Client backends only (the snapshot leaves out autovacuum and WAL senders), not ours;
-    # an aborted transaction has already given up its locks and snapshot; a session
-    # waiting on a lock is db.locks.blocking's victim, not the one to end.
-    items = [_open_session(s) for s in sessions(facts) if s["xact_age_s"] is not None
-             and s["state"] != "idle in transaction (aborted)" and not s["blocked_by"]
-             and not _reported_elsewhere(s, ctx, symptom)]
-    items += [_open_prepared(p) for p in facts["prepared"]]
-    yield from worst(
-        ctx, symptom, items, lambda t: t["xact_age_s"], _described,
-        identity=("pid", "gid"), ok_summary=lambda age: f"no transaction open too long "
-                                                        f"beyond those reported as idle or "
-                                                        f"long-running (longest {age:.0f}s)")
