@@ -70,3 +70,13 @@ def test_floats_are_filled_as_a_person_writes_them_and_explain_shows_no_braces(
         main(["explain", "db.locks.blocking"])
     out = capsys.readouterr().out
     assert "<head_pid>" in out and "{evidence." not in out
+
+
+def test_a_multi_line_value_keeps_the_indentation_of_its_line() -> None:
+    """Two statements filled into an indented code block stay in the block."""
+    finding = Finding(check="c", symptom="db.down", component="db",
+                      severity=Severity.CRITICAL, summary="s",
+                      evidence={"fix": "SET x = 1;\nROLLBACK PREPARED 'tx';"})
+    template = "- End it:\n  ```\n  {evidence.fix}\n  ```\n"
+    assert fill(template, finding) == \
+        "- End it:\n  ```\n  SET x = 1;\n  ROLLBACK PREPARED 'tx';\n  ```\n"

@@ -85,7 +85,12 @@ def fill(template: str, finding: Finding) -> str:
     for key, value in finding.evidence.items():
         if isinstance(value, str | int | float):
             values[f"evidence.{key}"] = _shown(value)
-    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+    # A multi-line value (two SQL statements) keeps the indentation of its line, so it
+    # stays inside the code block it is filled into.
+    return "".join(
+        _PLACEHOLDER.sub(lambda m, pad=line[:len(line) - len(line.lstrip())]:
+                         str(values[m.group(1)]).replace("\n", "\n" + pad), line)
+        for line in template.splitlines(keepends=True))
 
 
 def blank(template: str) -> str:
