@@ -85,12 +85,14 @@ def fill(template: str, finding: Finding) -> str:
     for key, value in finding.evidence.items():
         if isinstance(value, str | int | float):
             values[f"evidence.{key}"] = _shown(value)
-    # A multi-line value (two SQL statements) keeps the indentation of its line, so it
-    # stays inside the code block it is filled into.
-    return "".join(
-        _PLACEHOLDER.sub(lambda m, pad=line[:len(line) - len(line.lstrip())]:
-                         str(values[m.group(1)]).replace("\n", "\n" + pad), line)
-        for line in template.splitlines(keepends=True))
+    return "".join(_fill_line(line, values) for line in template.splitlines(keepends=True))
+
+
+def _fill_line(line: str, values: _Placeholders) -> str:
+    """One template line filled; a multi-line value (two SQL statements) keeps the
+    indentation of the line, so it stays inside the code block it is filled into."""
+    pad = line[:len(line) - len(line.lstrip())]
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]).replace("\n", "\n" + pad), line)
 
 
 def blank(template: str) -> str:
