@@ -77,7 +77,9 @@ def test_forgotten_prepared_transaction_is_reported_by_gid(pg_busy: PostgresServ
     assert evidence["state"] == "prepared" and evidence["xact_age_s"] >= 0.3
     assert isinstance(evidence["xmin_age"], int)
     steps = filled(finding)
-    assert "\\connect ledger\nROLLBACK PREPARED 'orphan-7';" in steps
+    lines = [line.strip() for line in steps.splitlines()]
+    at = lines.index("\\connect ledger")  # then, on the next line, in the same block:
+    assert lines[at + 1].startswith("ROLLBACK PREPARED 'orphan-7';")
     assert "COMMIT PREPARED 'orphan-7'" in steps and "pg_terminate_backend" not in steps
 
 
