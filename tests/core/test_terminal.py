@@ -62,3 +62,15 @@ def test_each_root_cause_shows_its_first_fix_on_the_first_screen() -> None:
     section = text[text.index("Probable root causes"):text.index("\ndb (fake)")]
     assert f"fix: {first}" in section
     assert f"fix: `{first}`" in render(run, "markdown")
+
+
+def test_a_long_info_line_wraps_under_its_text() -> None:
+    """Info findings (shown under their component) wrap like problems do."""
+    from stackmedic.findings import Severity
+
+    run = run_components({"db": {"kind": "fake", "symptom": "db.down", "value": 0}})
+    run.findings[0] = replace(run.findings[0], severity=Severity.INFO, summary="note " + LONG)
+    lines = render(run, "terminal", color=False, width=60).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  INFO"))
+    body = [line for line in lines[start + 1:] if line.strip()]
+    assert body and all(line.startswith(" " * 11) for line in body), body

@@ -66,30 +66,35 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
         for finding in problems:
             _finding(console, finding, by_fp, escape)
         for finding in (f for f in mine if f["severity"] == "info"):
-            console.print(f"  [{_STYLE['info']}]{'INFO':8}[/] {escape(finding['symptom'])}: "
-                          f"{escape(finding['summary'])}")
+            _headline(console, finding, escape)
     # Padding pads wrapped lines to the width; trailing blanks only get in the way of
     # copying the report into a ticket.
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
-def _finding(console: Any, finding: dict[str, Any], by_fp: dict[str, Any], escape: Any) -> None:
-    style = _STYLE[finding["severity"]]
-    marker = " [bold](root cause)[/]" if finding["root_cause"] else ""
+def _headline(console: Any, finding: dict[str, Any], escape: Any) -> None:
+    """SEVERITY symptom: summary, in two columns, so that a long summary wraps under
+    itself, not under the severity."""
     from rich.padding import Padding
     from rich.table import Table
 
-    def indented(markup: str | Table, left: int) -> None:
-        """Print `markup` so that wrapped lines keep the indentation of the first."""
-        console.print(Padding(markup, (0, 0, 0, left), expand=False))
-
-    # Two columns, so that a long summary wraps under itself, not under the severity.
+    marker = " [bold](root cause)[/]" if finding["root_cause"] else ""
     headline = Table.grid(padding=(0, 1))
     headline.add_column(width=8, no_wrap=True)
     headline.add_column()
-    headline.add_row(f"[{style}]{finding['severity'].upper()}[/]",
+    headline.add_row(f"[{_STYLE[finding['severity']]}]{finding['severity'].upper()}[/]",
                      f"{escape(finding['symptom'])}{marker}: {escape(finding['summary'])}")
-    indented(headline, 2)
+    console.print(Padding(headline, (0, 0, 0, 2), expand=False))
+
+
+def _finding(console: Any, finding: dict[str, Any], by_fp: dict[str, Any], escape: Any) -> None:
+    from rich.padding import Padding
+
+    def indented(markup: str, left: int) -> None:
+        """Print `markup` so that wrapped lines keep the indentation of the first."""
+        console.print(Padding(markup, (0, 0, 0, left), expand=False))
+
+    _headline(console, finding, escape)
     evidence = [(k, v) for k, v in finding["evidence"].items() if _short(v)]
     if evidence:
         shown = "  ".join(f"{k}={_fmt(v)}" for k, v in evidence[:_EVIDENCE_ITEMS])
