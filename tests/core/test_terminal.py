@@ -49,7 +49,10 @@ def test_root_causes_wrap_under_their_text_and_count_repeated_effects() -> None:
 
 def test_each_root_cause_shows_its_first_fix_on_the_first_screen() -> None:
     """The first step of a root cause's remedy is printed under it, before the
-    components, in the terminal and Markdown reports."""
+    components, in the terminal and Markdown reports (there as one code span, though the
+    step itself holds backticks)."""
+    from stackmedic.report.markdown import _code
+
     run = run_components({
         "api": {"kind": "fake", "symptom": "http.slow", "value": 1, "depends_on": ["db"]},
         "db": {"kind": "fake", "symptom": "db.down", "value": 1},
@@ -61,7 +64,7 @@ def test_each_root_cause_shows_its_first_fix_on_the_first_screen() -> None:
     text = render(run, "terminal", color=False, width=200)
     section = text[text.index("Probable root causes"):text.index("\ndb (fake)")]
     assert f"fix: {first}" in section
-    assert f"fix: `{first}`" in render(run, "markdown")
+    assert f"fix: {_code(first)}" in render(run, "markdown")
 
 
 def test_a_long_info_line_wraps_under_its_text() -> None:
@@ -74,3 +77,17 @@ def test_a_long_info_line_wraps_under_its_text() -> None:
     start = next(i for i, line in enumerate(lines) if line.startswith("  INFO"))
     body = [line for line in lines[start + 1:] if line.strip()]
     assert body and all(line.startswith(" " * 11) for line in body), body
+
+
+def test_a_fix_that_starts_with_a_lead_in_shows_its_command() -> None:
+    """A first step such as "List them:" followed by a command shows both; in Markdown a
+    command holding backticks stays one code span."""
+    from stackmedic.findings import Remedy
+    from stackmedic.report.markdown import _code
+    from stackmedic.report.model import first_fix
+
+    remedy = Remedy(runbook="db.down", steps=("List who holds the slots:\n```\nSELECT 1;\n```",))
+    assert first_fix({"remedy": {"steps": list(remedy.steps)}}) == \
+        "List who holds the slots: SELECT 1;"
+    assert _code("see `ss -ltn`") == "`` see `ss -ltn` ``"
+    assert _code("SELECT 1;") == "`SELECT 1;`"

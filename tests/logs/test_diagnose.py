@@ -125,10 +125,18 @@ def test_scan_command_prints_json_findings_and_exits_with_the_worst_severity(
 
 
 def test_missing_log_file_is_unknown_not_ok(tmp_path: Path) -> None:
-    """A configured log path that does not exist gives an unknown finding."""
-    findings = logs_findings([tmp_path / "nope.log"], "api", LogOptions(workers=1))
-    assert any(f.severity is Severity.UNKNOWN and "nope.log" in json.dumps(f.evidence)
-               for f in findings)
+    """A configured log path that does not exist gives one unknown finding, with steps
+    for a path (not a slow collector's), and no 'ok' verdicts about logs never read;
+    beside a readable log, the verdicts about that one stay."""
+    missing = tmp_path / "nope.log"
+    [finding] = logs_findings([missing], "api", LogOptions(workers=1))
+    assert finding.severity is Severity.UNKNOWN and "nope.log" in json.dumps(finding.evidence)
+    assert finding.remedy is not None and f"ls -ld {missing}" in finding.remedy.steps[0]
+    readable = tmp_path / "ok.log"
+    readable.write_text("2024-05-01T10:00:00Z INFO started\n")
+    findings = logs_findings([readable, missing], "api", LogOptions(workers=1))
+    assert len([f for f in findings if f.severity is Severity.UNKNOWN]) == 1
+    assert any(f.severity is Severity.OK for f in findings)
 
 
 def _connect(dsn: str, application_name: str) -> Any:

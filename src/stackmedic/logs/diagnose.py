@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stackmedic.findings import Finding, Severity
+from stackmedic.findings import Finding, Remedy, Severity
 from stackmedic.logs.baseline import load_baseline, redact_template
 from stackmedic.logs.defaults import DEFAULT_THRESHOLDS, ERROR_SYMPTOMS
 from stackmedic.logs.miner import TemplateMiner
@@ -73,19 +74,34 @@ def logs_findings(paths: Sequence[str | os.PathLike[str]], component: str,
     signatures = load_packs(options.packs)
     scan = scan_files(files, signatures, engine=options.engine, workers=options.workers,
                       progress=_progress(options.progress), count_lines=False)
-    out = _signature_findings(scan, component, judge)
-    out += _signature_spike_findings(scan, options.window, component,
-                                     judge("logs.error_rate.spike"))
-    out += _record_findings(files, component, options, judge, scan.stats)
-    if scan.stats.unreadable:
-        out.append(Finding("logs.read", "stackmedic.check.failed", component, Severity.UNKNOWN,
-                           f"cannot read {len(scan.stats.unreadable)} log file(s): "
-                           f"{scan.stats.unreadable[0]}",
-                           evidence={"files": scan.stats.unreadable[:10],
-                                     "error": _why_unreadable(scan.stats.unreadable[0])},
-                           cause="the path is wrong or the file is not readable by this user",
-                           identity=("files",)))
+    unreadable = scan.stats.unreadable
+    out = [] if unreadable and len(unreadable) >= len(files) else [  # nothing was read
+        *_signature_findings(scan, component, judge),
+        *_signature_spike_findings(scan, options.window, component,
+                                   judge("logs.error_rate.spike")),
+        *_record_findings(files, component, options, judge, scan.stats)]
+    if unreadable:
+        out.append(_unreadable_finding(unreadable, component))
     return [attach_remedy(f) for f in out]
+
+
+def _unreadable_finding(unreadable: list[str], component: str) -> Finding:
+    """Log files that could not be read, with the steps for that (not a slow collector's)."""
+    first = unreadable[0]
+    quoted = shlex.quote(first)
+    return Finding(
+        "logs.read", "stackmedic.check.failed", component, Severity.UNKNOWN,
+        f"cannot read {len(unreadable)} log file(s): {first}",
+        evidence={"files": unreadable[:10], "error": _why_unreadable(first)},
+        cause="the path is wrong, the service now logs elsewhere, or the file is not "
+              "readable by this user", identity=("files",),
+        remedy=Remedy(runbook="stackmedic.check.failed", steps=(
+            f"See what is there: `ls -ld {quoted} $(dirname {quoted})`",
+            "If the service logs elsewhere now (or only to journald), point `logs:` in the "
+            "stack file at the files it writes",
+            f"If the file exists, let the doctor's user read it: `setfacl -m "
+            f"u:$(id -un):r {quoted}` (and `x` on its directories), or add that user to the "
+            "log's group (`adm` on Debian)")))
 
 
 def _why_unreadable(name: str) -> str:

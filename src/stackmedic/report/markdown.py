@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from stackmedic.report.model import finding_names, first_fix
@@ -35,7 +36,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             explained = finding_names(root["explains"], by_fp)
             fix = first_fix(root)
             out.append(f"- **{root['component']}: {root['symptom']}** — {_cell(root['summary'])}"
-                       f" (explains {explained})" + (f"; fix: `{fix}`" if fix else ""))
+                       f" (explains {explained})" + (f"; fix: {_code(fix)}" if fix else ""))
         out.append("")
     out += ["## Findings", ""]
     if problems:
@@ -78,3 +79,11 @@ def _details(finding: dict[str, Any]) -> list[str]:
 
 def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """`text` as a Markdown code span: fenced with one backtick more than its longest run
+    of backticks, padded with spaces when it starts or ends with one (CommonMark)."""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or fence != "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
