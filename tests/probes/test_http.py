@@ -233,16 +233,16 @@ def test_failing_conditions_name_the_actual_values() -> None:
         ('[BODY].data.status == "ok"', "degraded"), ("len([BODY].items) > 0", 0)]
 
 
-def test_untrusted_certificate_is_down_with_certificate_evidence(tmp_path: Path) -> None:
-    """HTTPS with a certificate from an unknown CA is http.down (tls) whose evidence
-    shows the certificate and says 'untrusted'."""
+def test_untrusted_certificate_is_invalid_with_certificate_evidence(tmp_path: Path) -> None:
+    """HTTPS with a certificate from an unknown CA is net.tls.invalid whose evidence
+    shows the certificate and says 'untrusted'; the service is not called down."""
     tls = TlsFiles.make(tmp_path, "127.0.0.1", trusted=False)
     with HttpServer({"/": Route(200, "ok")}, tls=tls.server_context) as server:
         run = run_one({"url": server.url("/"), "ca_file": tls.ca_file})
-    down = only(run, "http.down")
-    assert down.evidence["error_kind"] == "tls"
-    assert down.evidence["tls"]["problems"] == ["untrusted"]
-    assert "127.0.0.1" in down.evidence["tls"]["cert"]["names"]
+    invalid = only(run, "net.tls.invalid")
+    assert invalid.evidence["problems"] == ["untrusted"]
+    assert "127.0.0.1" in invalid.evidence["names"]
+    assert not with_symptom(run.findings, "http.down")
 
 
 def test_certificate_expiration_condition(tmp_path: Path) -> None:
@@ -600,7 +600,7 @@ def test_connection_is_never_reused_after_a_failed_exchange() -> None:
 
 def test_https_by_host_name_verifies_that_name(tmp_path: Path) -> None:
     """https://localhost verifies a certificate for `localhost` (name sent as SNI and
-    checked); a certificate for another name is http.down (tls) saying 'hostname'."""
+    checked); a certificate for another name is net.tls.invalid saying 'hostname'."""
     good = TlsFiles.make(tmp_path, "localhost")
     with HttpServer({"/": Route(200, "ok")}, tls=good.server_context) as server:
         ok = run_one({"url": f"https://localhost:{server.port}/", "ca_file": good.ca_file,
@@ -610,6 +610,4 @@ def test_https_by_host_name_verifies_that_name(tmp_path: Path) -> None:
         wrong = run_one({"url": f"https://localhost:{server.port}/", "ca_file": other.ca_file,
                          "samples": 1})
     assert problems(ok.findings) == []
-    down = only(wrong, "http.down")
-    assert down.evidence["error_kind"] == "tls" and down.evidence["tls"]["problems"] == [
-        "hostname"]
+    assert only(wrong, "net.tls.invalid").evidence["problems"] == ["hostname"]

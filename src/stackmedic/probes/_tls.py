@@ -4,7 +4,8 @@
 with verification off, only to read the certificate, so the evidence can show the
 subject, issuer, notAfter and names of a certificate that is expired, for another
 host or signed by an unknown CA. Each of those problems is stated on its own, from
-the certificate itself and from OpenSSL's verify code.
+the certificate itself and from OpenSSL's verify code; `judge` phrases them (and the
+days left) as findings for every kind that reads a certificate (tcp, http).
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-__all__ = ["client_context", "describe", "inspect", "name_matches"]
+from stackmedic.checks import RuleContext
+from stackmedic.findings import Finding, Severity
+
+__all__ = ["client_context", "describe", "inspect", "judge", "name_matches"]
 
 _MAX_NAMES = 10
 # OpenSSL X509_V_ERR_* codes meaning "the chain does not lead to a trusted root".
@@ -129,3 +134,44 @@ async def _peer_cert(address: str, port: int, server_name: str,
         return ssl_object.getpeercert(binary_form=True) if ssl_object else None
     finally:
         writer.transport.abort()  # no close_notify round trip: we only wanted the cert
+
+
+def judge(ctx: RuleContext, target: str, tls: dict[str, Any], *,
+          consequence: str = "") -> Iterator[Finding]:
+    """net.tls.expiring from the certificate's days left, and net.tls.invalid from the
+    problems `inspect` found (skipped when `tls` has no `problems`: not verified).
+
+    The expiry is judged even for a certificate that fails verification: an unknown CA
+    does not make a certificate that expires tomorrow any less urgent. `consequence`
+    ends an invalid finding's summary (what a failing handshake cost the caller).
+    """
+    cert = tls.get("cert", {})
+    problems = tls.get("problems")
+    evidence = {"target": target, "server_name": tls["server_name"], **cert,
+                "names": cert.get("names", []), "problems": problems,
+                "verify_message": tls.get("verify_message")}
+    if "days_left" in cert:
+        yield ctx.judge("net.tls.expiring", cert["days_left"],
+                        f"{target}: certificate expires {cert['not_after']} "
+                        f"({cert['days_left']:.1f} days left)", evidence=evidence,
+                        identity=("target", "subject"),
+                        cause="the certificate was not renewed (renewal job failing or absent)")
+    if problems is None:
+        return
+    if not problems:
+        yield ctx.finding("net.tls.invalid", Severity.OK, f"{target}: certificate verifies",
+                          observed=0, evidence=evidence, identity=("target",))
+        return
+    reason = f": {tls['verify_message']}" if tls.get("verify_message") else ""
+    said = {"expired": f"expired on {cert.get('not_after')}",
+            "hostname": f"not valid for {tls['server_name']} "
+                        f"(valid for {', '.join(cert.get('names', [])) or cert.get('subject')})",
+            "untrusted": f"issued by an untrusted CA ({cert.get('issuer')}){reason}",
+            "other": f"rejected{reason}",
+            "no certificate": "the server sent no certificate"}
+    yield ctx.finding("net.tls.invalid", Severity.CRITICAL,
+                      f"{target}: certificate " + "; ".join(said[p] for p in problems)
+                      + consequence, observed=len(problems), evidence=evidence,
+                      identity=("target",),
+                      cause="the server presents the wrong, an expired or a self-signed "
+                            "certificate, or clients lack the CA that signed it")

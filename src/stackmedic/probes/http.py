@@ -35,6 +35,7 @@ from stackmedic.probes._fetch import (
     host_port,
 )
 from stackmedic.probes._hostfacts import applicable_remedy
+from stackmedic.probes._tls import judge
 from stackmedic.thresholds import Threshold
 
 __all__ = ["HttpComponent", "HttpEndpoint", "probe"]
@@ -114,7 +115,7 @@ async def request(component: HttpComponent, ctx: CollectContext) -> Facts | None
              for role, path in roles.items()]
     first, *results = await asyncio.gather(
         fetch_target(component, ctx, main, samples=component.samples), *jobs)
-    facts: Facts = {"url": component.url, "targets": [first]}
+    facts: Facts = {"url": component.url, "verify": component.verify, "targets": [first]}
     if not first["record"]["connected"]:
         return facts  # the rest would only repeat that the service is down
     facts["targets"] += results[:len(component.endpoints)]
@@ -128,6 +129,15 @@ def _targets(facts: Facts) -> list[dict[str, Any]]:
 
 def _where(target: dict[str, Any]) -> str:
     return str(target["record"].get("url") or target["url"])
+
+
+def _rejected_certificate(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The TLS facts of a request refused because the certificate does not verify: the
+    server answered the handshake, so this is net.tls.invalid, not the service down."""
+    tls: dict[str, Any] | None = record.get("tls")
+    if record.get("error_kind") == "tls" and tls and tls.get("cert") and tls.get("problems"):
+        return tls
+    return None
 
 
 def _samples(main: dict[str, Any]) -> list[dict[str, Any]]:
@@ -146,6 +156,8 @@ def reach(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           observed=len(samples), evidence=evidence, identity=("url",))
         return
     worst = failed[0]
+    if len(failed) == len(samples) and _rejected_certificate(worst):
+        return  # it answers; http.tls says what is wrong with its certificate
     if worst["phase"] == "queued":  # our own limit, not the service: say so, never "down"
         yield ctx.finding("http.down", Severity.UNKNOWN, f"{facts['url']} was not checked: "
                           f"{worst['error']}", evidence={**evidence, "phase": "queued"},
@@ -173,8 +185,8 @@ _DOWN_CAUSES = {
     "timeout": "the service accepts connections but does not answer in time (hung worker, "
                "full accept backlog, blocked on a dependency) or a firewall drops packets",
     "dns": "the host name does not resolve (typo, missing DNS record, resolver down)",
-    "tls": "the TLS handshake failed: the certificate is expired, for another host or "
-           "signed by a CA this client does not trust",
+    "tls": "the TLS handshake failed before any certificate could be judged: the port "
+           "does not speak TLS, or client and server share no protocol version or cipher",
     "reset": "the server closed the connection without a response (crash in the handler, "
              "a proxy with no healthy upstream, or a protocol mismatch)",
     "error": "something answers on that port, but not with valid HTTP/1.x (another "
@@ -230,26 +242,28 @@ def latency(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           "another service, CPU or GC pressure)")
 
 
-@probe.rule("http.tls", uses="request", symptoms=["net.tls.expiring"],
+@probe.rule("http.tls", uses="request", symptoms=["net.tls.expiring", "net.tls.invalid"],
             thresholds={"net.tls.expiring": Threshold(14, 7, unit="days", direction="below")})
 def certificate(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
-    """The certificate of an https URL is not about to expire.
+    """The certificate of an https URL verifies and is not about to expire.
 
-    As check_http -C and blackbox_exporter's probe_ssl_earliest_cert_expiry do; an
-    invalid certificate is http.down (kind tls), with the certificate in evidence."""
+    As check_http -C and blackbox_exporter's probe_ssl_earliest_cert_expiry do. A
+    certificate that fails verification (self-signed, unknown CA, another name,
+    expired) is net.tls.invalid with the reason, and its expiry is still judged from
+    the certificate read without verification."""
     record = facts["targets"][0]["record"]
-    cert = record.get("cert")
-    if not record.get("connected") or not cert:
-        return
-    where = host_port(str(record.get("final_url") or facts["url"]))
+    tls = _rejected_certificate(record)
+    where = host_port(str(record.get("final_url") or record.get("url") or facts["url"]))
+    if tls is None:
+        if not record.get("connected") or not record.get("cert"):
+            return
+        tls = {"server_name": where["host"], "cert": record["cert"]}
+        if facts.get("verify", True):
+            tls["problems"] = []  # the request went through a verifying handshake
     host = where["host"]
     target = f"[{host}]:{where['port']}" if ":" in host else f"{host}:{where['port']}"
-    yield ctx.judge("net.tls.expiring", cert["days_left"],
-                    f"{target}: certificate expires {cert['not_after']} "
-                    f"({cert['days_left']:.1f} days left)",
-                    evidence={"target": target, "server_name": host, **cert},
-                    identity=("target", "subject"),
-                    cause="the certificate was not renewed (renewal job failing or absent)")
+    yield from judge(ctx, target, tls, consequence=" (the service answers TLS, but no "
+                     "HTTP request was made: status and latency are not checked)")
 
 
 @probe.rule("http.health", uses="request", symptoms=["http.health.failing"])

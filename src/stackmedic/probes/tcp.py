@@ -26,6 +26,7 @@ from stackmedic.checks import CollectContext, Facts, Probe, RuleContext
 from stackmedic.config import ComponentBase
 from stackmedic.findings import Finding, Severity
 from stackmedic.probes._net import ResolveError, budget, classify, is_ip, resolve
+from stackmedic.probes._tls import inspect, judge
 from stackmedic.thresholds import Threshold
 
 __all__ = ["TcpComponent", "probe"]
@@ -111,8 +112,6 @@ async def connect(component: TcpComponent, ctx: CollectContext) -> Facts | None:
                                                              budget(ctx)))["outcome"]
         facts["bind"] = bind
     if component.tls and first["outcome"] == "ok":
-        from stackmedic.probes._tls import inspect
-
         try:
             facts["tls"] = await inspect(first["address"], component.port,
                                          component.server_name or component.host,
@@ -191,32 +190,7 @@ def certificate(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           identity=("target",), cause="the port does not speak TLS, or "
                           "client and server share no protocol version or cipher")
         return
-    cert = tls.get("cert", {})
-    evidence = {"target": target, "server_name": tls["server_name"], **cert,
-                "names": cert.get("names", []), "problems": tls["problems"],
-                "verify_message": tls.get("verify_message")}
-    if "days_left" in cert:
-        yield ctx.judge("net.tls.expiring", cert["days_left"],
-                        f"{target}: certificate expires {cert['not_after']} "
-                        f"({cert['days_left']:.1f} days left)", evidence=evidence,
-                        identity=("target", "subject"),
-                        cause="the certificate was not renewed (renewal job failing or absent)")
-    problems = tls["problems"]
-    if not problems:
-        yield ctx.finding("net.tls.invalid", Severity.OK, f"{target}: certificate verifies",
-                          observed=0, evidence=evidence, identity=("target",))
-        return
-    said = {"expired": f"expired on {cert.get('not_after')}",
-            "hostname": f"not valid for {tls['server_name']} "
-                        f"(valid for {', '.join(cert.get('names', [])) or cert.get('subject')})",
-            "untrusted": f"issued by an untrusted CA ({cert.get('issuer')})",
-            "other": f"rejected: {tls.get('verify_message')}",
-            "no certificate": "the server sent no certificate"}
-    yield ctx.finding("net.tls.invalid", Severity.CRITICAL,
-                      f"{target}: certificate " + "; ".join(said[p] for p in problems),
-                      observed=len(problems), evidence=evidence, identity=("target",),
-                      cause="the server presents the wrong, an expired or a self-signed "
-                            "certificate, or clients lack the CA that signed it")
+    yield from judge(ctx, target, tls)
 
 
 @probe.rule("tcp.bind", uses="connect", symptoms=["net.bind.loopback_only"])

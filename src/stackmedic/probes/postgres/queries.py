@@ -178,7 +178,9 @@ def databases(cur: Cursor[Row], info: Row, component: PostgresComponent) -> Row:
 
 
 def tables(cur: Cursor[Row], info: Row, component: PostgresComponent) -> list[Row]:
-    """Scan and dead-tuple statistics of the larger user tables."""
+    """Scan and dead-tuple statistics of the larger user tables, with their column
+    names: an index is only suggested on columns that exist (statement text alone
+    mistakes a cast's type, `total::text`, for a column)."""
     return _rows(cur, """
         SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname) AS table,
                s.relname, s.seq_scan, s.seq_tup_read,
@@ -187,7 +189,10 @@ def tables(cur: Cursor[Row], info: Row, component: PostgresComponent) -> list[Ro
                EXISTS (SELECT 1 FROM unnest(c.reloptions) o  -- stored as written: off, 0, no…
                        WHERE o ~* '^autovacuum_enabled=(f|fa|fal|fals|false|n|no|of|off|0)$')
                  AS autovacuum_disabled,
-               c.relpages::bigint * current_setting('block_size')::int AS bytes
+               c.relpages::bigint * current_setting('block_size')::int AS bytes,
+               (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+                WHERE a.attrelid = s.relid AND a.attnum > 0 AND NOT a.attisdropped
+               ) AS columns
         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
         WHERE s.n_live_tup + s.n_dead_tup >= %s
         ORDER BY s.n_live_tup + s.n_dead_tup DESC LIMIT 200""", [component.min_table_rows])

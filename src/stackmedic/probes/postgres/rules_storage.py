@@ -23,7 +23,9 @@ MIN_DEAD_TUPLES = 1000
 MIN_CACHE_BLOCKS = 1000  # too few block reads for a meaningful hit ratio
 ENABLE_STATEMENTS = ("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'; "
                      "-- restart, then in the database: CREATE EXTENSION pg_stat_statements;")
-_PREDICATE = re.compile(r'"?(\w+)"?\s*(?:=|<=?|>=?|\bIN\b|\bLIKE\b|\bILIKE\b|\bBETWEEN\b)\s*'
+# A word compared with a parameter, not the type of a cast (`total::text LIKE $1`).
+_PREDICATE = re.compile(r'(?<![\w:])"?(\w+)"?\s*'
+                        r'(?:=|<=?|>=?|\bIN\b|\bLIKE\b|\bILIKE\b|\bBETWEEN\b)\s*'
                         r'(?:\$\d|ANY|\()', re.IGNORECASE)
 
 
@@ -63,19 +65,40 @@ def slow_queries(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                                                     f"{m:.0f} ms)")
 
 
-def _candidates(name: str, database: str, statements: list[Row]) -> list[str]:
-    """Columns compared with parameters in statements of `database` that read table `name`."""
+def _candidates(table: Row, database: str,
+                statements: list[Row]) -> tuple[list[str], str | None]:
+    """Columns of `table` compared with parameters in the statements of `database` that
+    read it, and the costliest such statement (to EXPLAIN when no column is found).
+
+    Words of the statement text are kept only if they are columns of the table: the
+    text alone cannot tell `md5(total::text) = $1` or `lower(name) = $1` apart from a
+    comparison of a plain column, and an index on a word that is not one fails."""
+    name = table.get("relname") or table["table"].split(".", 1)[-1]
     reads = re.compile(rf'\bFROM\s+(?:"?\w+"?\.)?"?{re.escape(name)}"?(?:\s|$)', re.IGNORECASE)
+    real = {column.lower(): column for column in table.get("columns") or []}
     found: Counter[str] = Counter()
-    for row in statements:
-        if row.get("database", database) != database:
-            continue  # pg_stat_statements covers every database of the server
-        query = row.get("query") or ""
-        if reads.search(query):
-            where = re.split(r"\bWHERE\b", query, maxsplit=1, flags=re.IGNORECASE)
-            if len(where) == 2:
-                found.update(m.lower() for m in _PREDICATE.findall(where[1]))
-    return [col for col, _ in found.most_common(3)]
+    readers = [row for row in statements if row.get("database", database) == database
+               and reads.search(row.get("query") or "")]  # statements of every database
+    for row in readers:
+        where = re.split(r"\bWHERE\b", row["query"], maxsplit=1, flags=re.IGNORECASE)
+        if len(where) == 2:
+            found.update(m.lower() for m in _PREDICATE.findall(where[1]) if m.lower() in real)
+    costliest = max(readers, key=lambda row: row.get("total_ms") or 0.0, default=None)
+    return ([ident(real[col]) for col, _ in found.most_common(3)],
+            costliest["query"] if costliest else None)
+
+
+def _suggestion(table: str, columns: list[str], statement: str | None) -> str:
+    """An index on the candidate columns; without any, the plan of the statement that
+    scans the table (it shows the expressions it filters on), or the bare template."""
+    if columns:
+        return f"CREATE INDEX CONCURRENTLY ON {table} ({', '.join(columns)});"
+    if statement:
+        return (f"EXPLAIN (ANALYZE, BUFFERS) {statement.rstrip().rstrip(';')}; -- with real "
+                "values for $1…: index what the Seq Scan filters on (an expression index "
+                "for a function or cast)")
+    return (f"CREATE INDEX CONCURRENTLY ON {table} (<column>);"
+            " -- the column of the WHERE clause of its frequent queries")
 
 
 @probe.rule("postgres.index_missing", uses="snapshot", symptoms=["db.index.missing"],
@@ -91,14 +114,12 @@ def index_missing(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     for t in facts["tables"]:
         if t["seq_scan"] < MIN_SEQ_SCANS:
             continue
-        columns = _candidates(t.get("relname") or t["table"].split(".", 1)[-1],
-                              facts["server"]["database"], statements)
-        index = (f"CREATE INDEX CONCURRENTLY ON {t['table']} ({', '.join(columns)});"
-                 if columns else f"CREATE INDEX CONCURRENTLY ON {t['table']} (<column>);"
-                 " -- the column of the WHERE clause of its frequent queries")
-        items.append({**t, "seq_share": t["seq_scan"] / (t["seq_scan"] + t["idx_scan"]),
+        columns, statement = _candidates(t, facts["server"]["database"], statements)
+        evidence = {k: v for k, v in t.items() if k != "columns"}
+        items.append({**evidence, "seq_share": t["seq_scan"] / (t["seq_scan"] + t["idx_scan"]),
                       "rows_per_seq_scan": t["seq_tup_read"] // t["seq_scan"],
-                      "candidate_columns": columns, "suggested_index": index})
+                      "candidate_columns": columns, "statement": statement,
+                      "suggested_index": _suggestion(t["table"], columns, statement)})
     yield from worst(
         ctx, symptom, items, lambda t: t["seq_share"],
         lambda t, share: (f"{t['table']} ({t['n_live_tup']} rows) is read by sequential "
@@ -107,6 +128,9 @@ def index_missing(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           "queries filter this table on columns no index covers "
                           "(hypothesis: " + (f"candidates {', '.join(t['candidate_columns'])})"
                                              if t["candidate_columns"] else
+                                             "its statements filter on expressions such as "
+                                             "functions or casts: see their plan)"
+                                             if t["statement"] else
                                              "enable pg_stat_statements to see which)")),
         identity=("table",), ok_summary=lambda s: f"no large table is mostly read by "
                                                   f"sequential scans (highest {s:.0%})")
