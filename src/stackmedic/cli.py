@@ -1,8 +1,9 @@
 """The `stackmedic` command: parse, call the library, render, exit.
 
 Exit codes follow Nagios/check_postgres: 0 ok, 1 warning, 2 critical, 3 unknown.
-Errors (a bad stack file, a bad flag, a crash) are one line on stderr and exit 3,
-translated in exactly one place (`main`); `--debug` adds the traceback.
+Errors (a bad stack file, a bad flag, a crash) are one line on stderr (one per mistake
+in a stack file) and exit 3, translated in exactly one place (`main`); `--debug` adds
+the traceback.
 Heavy modules are imported inside commands so `stackmedic --help` starts fast;
 sub-command groups of other packages load only when used.
 """
@@ -126,7 +127,7 @@ def doctor(
 
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="Stack file to validate.")]) -> None:
-    """Validate a stack file; prints the components, or one error line (exit 3)."""
+    """Validate a stack file; prints the components, or one line per error (exit 3)."""
     from stackmedic.config import load_stack
 
     stack = load_stack(file)
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:  # pragma: no cover - older typer with click installed
         from click.exceptions import ClickException  # type: ignore[assignment,no-redef,unused-ignore]
 
-    from stackmedic.errors import StackmedicError
+    from stackmedic.errors import ConfigError, StackmedicError
     from stackmedic.redact import redact_text
 
     global _STARTED
@@ -304,6 +305,12 @@ def main(argv: list[str] | None = None) -> None:
             code = EXIT_UNKNOWN
     except typer.Abort:
         typer.echo("stackmedic: aborted", err=True)
+        code = EXIT_UNKNOWN
+    except ConfigError as err:
+        if debug:
+            raise
+        for each in err.errors:  # redact the message only: `….password: ` is not a pair
+            typer.echo(f"stackmedic: error: {each.where}{redact_text(each.message)}", err=True)
         code = EXIT_UNKNOWN
     except StackmedicError as err:
         if debug:

@@ -1,7 +1,10 @@
 """The stack file (`stackmedic.yaml`): load, interpolate, validate, explain errors.
 
-Errors are one line naming the file, line and key, e.g.
+Errors are one line each naming the file, line and key, e.g.
 `stackmedic.yaml:12: components.db.kind: unknown kind 'postgress' (did you mean 'postgres'?)`.
+Validation carries on past a mistake so one run reports every independent one: broken
+YAML stops it, an error under a key that already failed is left out as its echo, and
+an entry pydantic rejected is dropped before the checks that build on it.
 `${VAR}` and `${VAR:-default}` are expanded in string values (`$$` is a literal `$`);
 values that come from secret-named variables or keys are registered for redaction.
 """
@@ -14,19 +17,22 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import ErrorDetails
 
 from stackmedic import redact
-from stackmedic.errors import ConfigError
+from stackmedic.errors import ConfigError, ConfigErrors
 from stackmedic.symptoms import catalogue
 
 __all__ = ["ComponentBase", "Stack", "ThresholdOverride", "json_schema", "load_stack",
            "parse_stack"]
 
 KeyPath = tuple[str | int, ...]
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class ThresholdOverride(BaseModel):
@@ -105,15 +111,16 @@ def parse_stack(text: str, path: str = "<stack>",
     data = _build(node, (), lines, env)
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping at the top level", path=path, line=1)
-    try:
-        top = StackFile.model_validate(data)
-    except ValidationError as err:
-        raise _translate(err, (), lines) from None
-    components = {name: _component(name, spec, lines) for name, spec in top.components.items()}
-    _check_references(components, lines)
-    for sid, override in top.thresholds.items():
-        _check_symptom(sid, ("thresholds", sid), lines)
-        _check_override(sid, override, ("thresholds", sid), lines)
+    top = _validate(StackFile, data, (), lines)
+    specs = top.components if top else {}
+    components = {name: component for name, spec in specs.items()
+                  if (component := _component(name, spec, lines)) is not None}
+    declared = data.get("components")
+    _check_references(components, set(declared) if isinstance(declared, dict) else set(), lines)
+    for sid, override in (top.thresholds if top else {}).items():
+        _check_threshold(sid, override, ("thresholds", sid), lines)
+    lines.raise_errors()
+    assert top is not None  # a file that failed validation has raised just above
     return Stack(top.stack, components,
                  {sid: t.model_dump(exclude_none=True) for sid, t in top.thresholds.items()},
                  path)
@@ -152,6 +159,8 @@ class _Lines:
     def __init__(self, path: str) -> None:
         self.path = path
         self.lines: dict[KeyPath, int] = {}
+        self.errors: list[ConfigError] = []
+        self.failed: list[KeyPath] = []
 
     def at(self, keypath: KeyPath) -> int | None:
         while keypath:
@@ -160,9 +169,23 @@ class _Lines:
             keypath = keypath[:-1]
         return self.lines.get((), None)
 
-    def error(self, keypath: KeyPath, message: str) -> ConfigError:
+    def report(self, keypath: KeyPath, message: str, line: int | None = None) -> None:
+        """Note an error and carry on; one at or under a key that already failed (an unset
+        ${VAR}, then the empty value's wrong type) only echoes the first and is dropped."""
+        if any(keypath[:len(failed)] == failed for failed in self.failed):
+            return
+        self.failed.append(keypath)
         key = ".".join(str(k) for k in keypath) or None
-        return ConfigError(message, path=self.path, line=self.at(keypath), key=key)
+        self.errors.append(ConfigError(message, path=self.path, line=line or self.at(keypath),
+                                       key=key))
+
+    def raise_errors(self) -> None:
+        """Raise what was reported, in file order: one ConfigError, or ConfigErrors."""
+        errors = sorted(self.errors, key=lambda error: error.line or 0)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ConfigErrors(errors)
 
 
 _VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -179,18 +202,20 @@ def _build(node: yaml.Node, keypath: KeyPath, lines: _Lines, env: Mapping[str, s
                     else [value_node]
                 for source in reversed(sources):
                     value = _build(source, keypath, lines, env)
-                    if not isinstance(value, dict):
-                        raise lines.error(keypath, "'<<' must merge a mapping")
-                    merged.update(value)
+                    if isinstance(value, dict):
+                        merged.update(value)
+                    else:
+                        lines.report(keypath, "'<<' must merge a mapping")
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
-                lines.lines[keypath] = key_node.start_mark.line + 1
-                raise lines.error(keypath, "a key must be a plain value, not a list or mapping")
+                lines.report(keypath, "a key must be a plain value, not a list or mapping",
+                             key_node.start_mark.line + 1)
+                continue
             key = yaml.safe_load(yaml.serialize(key_node))
             child = (*keypath, str(key))
             if key in out:
-                lines.lines[child] = key_node.start_mark.line + 1
-                raise lines.error(child, "duplicate key")
+                lines.report(child, "duplicate key", key_node.start_mark.line + 1)
+                continue
             lines.lines[child] = key_node.start_mark.line + 1
             out[key] = _build(value_node, child, lines, env)
         return merged | out
@@ -216,8 +241,9 @@ def _interpolate(value: str, keypath: KeyPath, lines: _Lines, env: Mapping[str, 
         elif default is not None:
             result = default
         else:
-            raise lines.error(keypath, f"environment variable ${{{name}}} is not set "
-                                       f"(set it, or write ${{{name}:-default}})")
+            lines.report(keypath, f"environment variable ${{{name}}} is not set "
+                                  f"(set it, or write ${{{name}:-default}})")
+            return ""
         if redact.is_secret_key(name):
             redact.register_secret(result)
         return result
@@ -227,46 +253,77 @@ def _interpolate(value: str, keypath: KeyPath, lines: _Lines, env: Mapping[str, 
 
 # --- validation --------------------------------------------------------------------
 
-def _component(name: str, spec: dict[str, Any], lines: _Lines) -> ComponentBase:
+def _validate(model: type[Model], data: dict[str, Any], prefix: KeyPath,
+              lines: _Lines) -> Model | None:
+    """`data` as `model`, reporting every pydantic error; on failure the rejected entries
+    are dropped and the rest validated again, so the checks after this still see it."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        errors = err.errors()
+    for error in errors:
+        loc = tuple(error["loc"])
+        lines.report((*prefix, *loc), _explain(error, model, (*prefix, *loc)))
+    try:
+        return model.model_validate(_without(data, [tuple(e["loc"]) for e in errors]))
+    except ValidationError:
+        return None  # what fails now follows from what was dropped (a required key)
+
+
+def _without(data: dict[str, Any], locs: list[KeyPath]) -> dict[str, Any]:
+    """A copy of `data` without the entries at `locs`: the key, or the item of a mapping
+    value (one bad threshold drops that threshold, not all of them)."""
+    out = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for loc in locs:
+        if len(loc) > 1 and isinstance(out.get(str(loc[0])), dict):
+            out[str(loc[0])].pop(str(loc[1]), None)
+        elif loc:
+            out.pop(str(loc[0]), None)
+    return out
+
+
+def _component(name: str, spec: dict[str, Any], lines: _Lines) -> ComponentBase | None:
     from stackmedic.checks import all_probes
 
     where: KeyPath = ("components", name)
     probes = all_probes()
     kind = spec.get("kind")
     if kind is None:
-        raise lines.error((*where, "kind"), f"missing 'kind' (one of: {', '.join(sorted(probes))})")
+        lines.report((*where, "kind"), f"missing 'kind' (one of: {', '.join(sorted(probes))})")
+        return None
     if not isinstance(kind, str) or kind not in probes:
         close = difflib.get_close_matches(str(kind), probes, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else \
             f" (known kinds: {', '.join(sorted(probes))})"
-        raise lines.error((*where, "kind"), f"unknown kind {kind!r}{hint}")
-    try:
-        component: ComponentBase = probes[kind].config.model_validate(spec)
-    except ValidationError as err:
-        raise _translate(err, where, lines) from None
-    for sid, override in component.thresholds.items():
-        _check_symptom(sid, (*where, "thresholds", sid), lines)
-        _check_override(sid, override, (*where, "thresholds", sid), lines)
+        lines.report((*where, "kind"), f"unknown kind {kind!r}{hint}")
+        return None
+    component: ComponentBase | None = _validate(probes[kind].config, spec, where, lines)
+    for sid, override in component.thresholds.items() if component else ():
+        _check_threshold(sid, override, (*where, "thresholds", sid), lines)
     return component
 
 
-def _check_references(components: dict[str, ComponentBase], lines: _Lines) -> None:
+def _check_references(components: dict[str, ComponentBase], declared: set[str],
+                      lines: _Lines) -> None:
+    """Unknown, self and circular dependencies; `declared` includes invalid components."""
     for name, component in components.items():
         for i, dep in enumerate(component.depends_on):
-            if dep not in components:
-                close = difflib.get_close_matches(dep, components, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise lines.error(("components", name, "depends_on", i),
-                                  f"unknown component {dep!r}{hint}")
             if dep == name:
-                raise lines.error(("components", name, "depends_on", i),
-                                  "a component cannot depend on itself")
+                lines.report(("components", name, "depends_on", i),
+                             "a component cannot depend on itself")
+            elif dep not in declared:
+                close = difflib.get_close_matches(dep, declared, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                lines.report(("components", name, "depends_on", i),
+                             f"unknown component {dep!r}{hint}")
+    seen: set[frozenset[str]] = set()
     for name in components:
         cycle = _cycle_from(name, components)
-        if cycle:
-            raise lines.error(("components", name, "depends_on"),
-                              f"depends_on goes round in a circle: {' -> '.join(cycle)} "
-                              "(no root cause could be told apart)")
+        if len(cycle) > 2 and frozenset(cycle) not in seen:  # a -> a is reported above
+            seen.add(frozenset(cycle))
+            lines.report(("components", name, "depends_on"),
+                         f"depends_on goes round in a circle: {' -> '.join(cycle)} "
+                         "(no root cause could be told apart)")
 
 
 def _cycle_from(start: str, components: dict[str, ComponentBase]) -> list[str]:
@@ -278,7 +335,7 @@ def _cycle_from(start: str, components: dict[str, ComponentBase]) -> list[str]:
             if dep == start:
                 path.append(dep)
                 return True
-            if dep not in seen:
+            if dep not in seen and dep in components:
                 seen.add(dep)
                 path.append(dep)
                 if walk(dep):
@@ -289,66 +346,71 @@ def _cycle_from(start: str, components: dict[str, ComponentBase]) -> list[str]:
     return path if walk(start) else []
 
 
-def _check_symptom(sid: str, keypath: KeyPath, lines: _Lines) -> None:
+def _check_threshold(sid: str, override: ThresholdOverride, keypath: KeyPath,
+                     lines: _Lines) -> None:
+    from stackmedic.checks import default_thresholds
+
     if sid not in catalogue():
         close = difflib.get_close_matches(sid, catalogue(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise lines.error(keypath, f"unknown symptom id {sid!r}{hint}")
-
-
-def _check_override(sid: str, override: ThresholdOverride, keypath: KeyPath,
-                    lines: _Lines) -> None:
-    from stackmedic.checks import default_thresholds
-
+        lines.report(keypath, f"unknown symptom id {sid!r}{hint}")
+        return
     default = default_thresholds().get(sid)
     if default is None:
-        raise lines.error(keypath, f"no check judges {sid!r} against a threshold")
+        lines.report(keypath, f"no check judges {sid!r} against a threshold")
+        return
     levels = [v for v in (override.warning, override.critical) if v is not None]
     if default.unit == "ratio" and any(2 <= v <= 100 for v in levels):  # 1.01 or 1e9 = "never"
-        raise lines.error(keypath, "looks like a percentage: ratios are fractions "
-                                   "(write 0.85 for 85%)")
+        lines.report(keypath, "looks like a percentage: ratios are fractions "
+                              "(write 0.85 for 85%)")
+        return
     warning = default.warning if override.warning is None else override.warning
     critical = default.critical if override.critical is None else override.critical
     if warning is not None and critical is not None:
         below = default.direction == "below"
         if (critical > warning) if below else (critical < warning):
-            raise lines.error(keypath, f"warning {warning:g} and critical {critical:g} are "
-                                       f"swapped: for {sid} {'lower' if below else 'higher'} "
-                                       f"is worse, so critical must be "
-                                       f"{'below' if below else 'above'} warning")
+            lines.report(keypath, f"warning {warning:g} and critical {critical:g} are "
+                                  f"swapped: for {sid} {'lower' if below else 'higher'} "
+                                  f"is worse, so critical must be "
+                                  f"{'below' if below else 'above'} warning")
 
 
-def _translate(err: ValidationError, prefix: KeyPath, lines: _Lines) -> ConfigError:
-    """The first pydantic error as a one-line ConfigError at the right line."""
-    first = err.errors()[0]
-    loc = tuple(str(p) if not isinstance(p, int) else p for p in first["loc"])
-    keypath = (*prefix, *loc)
-    kind = first["type"]
+def _explain(error: ErrorDetails, model: type[BaseModel], keypath: KeyPath) -> str:
+    """One pydantic error as a short message, with a did-you-mean for an unknown key."""
+    kind = error["type"]
     if kind == "extra_forbidden":
-        message = "unknown key"
-        model = _model_at(err)
-        if model is not None and loc:
-            close = difflib.get_close_matches(str(loc[-1]), model, n=1)
-            if close:
-                message += f" (did you mean {close[0]!r}?)"
-    elif kind == "missing":
-        message = "required key is missing"
-    else:
-        message = first["msg"][0].lower() + first["msg"][1:]
-        if "input" in first and not isinstance(first["input"], dict | list) \
-                and not redact.is_secret_key(str(keypath[-1]) if keypath else ""):
-            message += f", got {first['input']!r}"
-    return lines.error(keypath, message)
+        loc = tuple(error["loc"])
+        close = difflib.get_close_matches(str(loc[-1]), _fields_at(model, loc[:-1]), n=1)
+        return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind == "missing":
+        return "required key is missing"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    if "input" in error and not isinstance(error["input"], dict | list) \
+            and not redact.is_secret_key(str(keypath[-1]) if keypath else ""):
+        message += f", got {error['input']!r}"
+    return message
 
 
-def _model_at(err: ValidationError) -> list[str] | None:
-    """Field names of the model that rejected an unknown key, for a did-you-mean."""
-    from stackmedic.checks import all_probes
+def _fields_at(model: type[BaseModel], loc: KeyPath) -> list[str]:
+    """Field names of the model at `loc` inside `model` (through nested models, mappings,
+    lists and optionals), for a did-you-mean; [] where `loc` leads to no model."""
+    node: Any = model
+    for part in loc:
+        node = _unwrap_optional(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            fields = {f.alias or n: f for n, f in node.model_fields.items()}
+            node = fields[str(part)].annotation if str(part) in fields else None
+        elif get_origin(node) in (dict, list):  # dict[str, X] / list[X]: X under any key
+            node = get_args(node)[-1]
+        else:
+            return []
+    node = _unwrap_optional(node)
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return [f.alias or n for n, f in node.model_fields.items()]
+    return []
 
-    title = err.title
-    for probe in all_probes().values():
-        if probe.config.__name__ == title:
-            return list(probe.config.model_fields)
-    if title == StackFile.__name__:
-        return list(StackFile.model_fields)
-    return None
+
+def _unwrap_optional(node: Any) -> Any:
+    """`X` for `X | None`; anything else unchanged."""
+    args = [a for a in get_args(node) if a is not type(None)]
+    return args[0] if get_origin(node) in (Union, UnionType) and len(args) == 1 else node

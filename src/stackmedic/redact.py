@@ -4,12 +4,23 @@ Three layers, because each catches what the others miss:
 
 1. by key: the value of any key named like a secret (`*password*`, `*secret*`,
    `*token*`, `*_key`, `authorization`, `cookie`) is replaced whole;
-2. by shape: the password in a URL/DSN (`scheme://user:PASSWORD@host`), `password=…`
-   pairs in libpq DSNs, and `Bearer`/`Basic` credentials inside text;
+2. by shape: the password in a URL/DSN (`scheme://user:PASSWORD@host`), `password=…`,
+   `PGPASSWORD=…` and `token: …` pairs, `--password VALUE` flags, Redis `AUTH …` and
+   `requirepass …` lines, and `Bearer`/`Basic` credentials inside text, whatever the
+   value is;
 3. by value: secrets the config or environment revealed (an interpolated
    `${DB_PASSWORD}`, a `token:` in the stack file, any secret-named environment
    variable) are registered and removed wherever they appear, even inside an error
    message a server echoed back.
+
+Layer 3 only takes values that cannot be mistaken for ordinary text: at least 8
+characters and not a bare word or number, or at least 16 characters of anything.
+Masking a short or plain-word password (`redis`, `wrong`, `postgres`, `changeme`)
+everywhere turned `redis-cli` into `***-cli` and prose into nonsense; such values
+are still masked wherever layers 1 and 2 find them. CI systems draw the same line
+(Azure Pipelines' AZP_IGNORE_SECRETS_SHORTER_THAN, Airflow's MIN_SECRET_LENGTH,
+Ansible masking 4-6 character values only on word boundaries); ours is stricter
+because the default passwords people really use are 8-letter words.
 """
 
 from __future__ import annotations
@@ -20,11 +31,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MASK", "forget_secrets", "is_secret_key", "redact", "redact_text", "register_secret",
-           "register_url_secrets"]
+__all__ = ["MASK", "forget_secrets", "is_distinctive", "is_secret_key", "redact", "redact_text",
+           "register_secret", "register_url_secrets"]
 
 MASK = "***"
-_MIN_SECRET_LEN = 4  # shorter values would mask ordinary words and digits
+_MIN_DISTINCT_LEN = 8  # with a digit or symbol in it: "hunter22", "s3cr3t-x"
+_MIN_PLAIN_LEN = 16  # letters or digits only: a passphrase, not "password"/"12345678"
 
 _SECRET_KEY = re.compile(
     r"(^|[_\-.])pass(wd)?$|password|secret|token|(^|[_\-.])key$|^apikey$|^authorization$|"
@@ -33,13 +45,21 @@ _SECRET_KEY = re.compile(
 )
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^@\s/]+)(?=@)",
                            re.IGNORECASE)
-_KV_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd|secret|token|api_?key)"
+# `PGPASSWORD=…` and `REDISCLI_AUTH=…` too: an environment assignment in a command.
+_KV_PASSWORD = re.compile(r"(?P<head>\b(?:\w*?(?:password|passwd|secret|token|api_?key)|pwd|"
+                          r"requirepass|masterauth|rediscli_auth)"
                           r"['\"]?\s*[=:]\s*)(?P<q>['\"]?)(?P<pw>[^'\"\s&;,]+)(?P=q)",
                           re.IGNORECASE)
 # `--password VALUE`, `--requirepass=VALUE` in command lines the process checks report.
 _FLAG_PASSWORD = re.compile(r"(?P<head>(?<![\w-])--?[\w-]*(?:pass(?:word|wd)?|secret|token|"
                             r"requirepass|masterauth|api[-_]?key)(?:\s+|=))(?P<pw>[^\s'\"]+)",
                             re.IGNORECASE)
+# Redis `AUTH [user] PW` (both words masked: one alone may be the password) and
+# `requirepass PW` as a redis.conf line or in `CONFIG SET`; a runbook's placeholder
+# (`NEW_PASSWORD`, `$REDIS_PASSWORD`, `<password>`) stays readable.
+_DIRECTIVE = re.compile(r"(?P<head>(?:\bAUTH|(?:^[ \t]*|\bCONFIG[ \t]+SET[ \t]+)"
+                        r"(?i:requirepass|masterauth))[ \t]+)(?![A-Z_]*PASSWORD\b|[$<])"
+                        r"(?P<pw>[^\s'\"`]+(?:[ \t]+[^\s'\"`]+)?)", re.MULTILINE)
 _AUTH_HEADER = re.compile(r"(?P<head>\b(?:Bearer|Basic|Token)\s+)(?P<pw>[A-Za-z0-9._~+/=\-]{6,})")
 
 _known: set[str] = set()
@@ -52,10 +72,17 @@ def is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY.search(key))
 
 
+def is_distinctive(value: str) -> bool:
+    """True if `value` is unusual enough to mask wherever it appears (see the module doc)."""
+    plain = value.isalpha() or value.isdigit()
+    return len(value) >= (_MIN_PLAIN_LEN if plain else _MIN_DISTINCT_LEN)
+
+
 def register_secret(value: str | None) -> None:
-    """Remember a secret value so it is masked wherever it later appears."""
+    """Remember a secret value so it is masked wherever it later appears, if it is
+    distinctive enough not to collide with ordinary text; shapes cover the rest."""
     global _known_pattern
-    if not value or len(value) < _MIN_SECRET_LEN:
+    if not value or not is_distinctive(value):
         return
     with _lock:
         if value not in _known:
@@ -93,6 +120,7 @@ def redact_text(text: str) -> str:
     if "://" in text:
         text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
     text = _FLAG_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    text = _DIRECTIVE.sub(lambda m: m["head"] + MASK, text)
     text = _KV_PASSWORD.sub(lambda m: m["head"] + m["q"] + MASK + m["q"], text)
     return _AUTH_HEADER.sub(lambda m: m["head"] + MASK, text)
 

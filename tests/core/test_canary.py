@@ -1,9 +1,10 @@
 """A canary secret planted in config, environment and server responses appears in no
-output format, nor in recorded facts."""
+output format, nor in recorded facts; a short plain-word password leaves the words it
+spells alone."""
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from stackmedic.cli import main
 from tests.fixtures.ports import free_port
+from tests.fixtures.redis import RedisServer
 
 CANARY = "canary-7d3a9f1e"
 
@@ -77,3 +79,31 @@ components:
     assert "api" in out  # the report really was printed
     assert CANARY not in out and CANARY not in err
     assert CANARY not in record.read_text()
+
+
+def test_word_passwords_do_not_mangle_the_report(
+        redis_factory: Callable[..., RedisServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """With the passwords `redis` (accepted) and `wrong` (refused) from the environment,
+    the report still reads `redis-cli`, `redis://` and "wrong password", and a missing
+    variable's error is not masked after its `password:` key."""
+    server = redis_factory("--requirepass", "redis")
+    monkeypatch.setenv("SESSIONS_PW", "redis")
+    monkeypatch.setenv("BAD_PW", "wrong")
+    stack = tmp_path / "stackmedic.yaml"
+    stack.write_text(f"""\
+components:
+  sessions: {{kind: redis, url: "{server.url}", password: "${{SESSIONS_PW}}"}}
+  cache: {{kind: redis, url: "{server.url}", password: "${{BAD_PW}}"}}
+""")
+    with pytest.raises(SystemExit):
+        main(["doctor", "-c", str(stack), "-f", "markdown", "--deadline", "8"])
+    out = capsys.readouterr().out
+    assert "***-cli" not in out and "***://" not in out
+    assert "redis-cli -h 127.0.0.1" in out and f"redis://127.0.0.1:{server.port}" in out
+    assert "wrong password" in out and "CONFIG SET requirepass NEW_PASSWORD" in out
+    monkeypatch.delenv("BAD_PW")
+    with pytest.raises(SystemExit):
+        main(["config", "check", str(stack)])
+    err = capsys.readouterr().err
+    assert "components.cache.password: environment variable ${BAD_PW} is not set" in err

@@ -84,6 +84,20 @@ def test_config_check(capsys: pytest.CaptureFixture[str], stack_file: Path,
     assert code == 3 and f"{bad}:2: components.db.depends_on.0: unknown component" in err
 
 
+def test_config_check_prints_every_error(capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    """`config check` prints one line per independent mistake, exit 3, no traceback."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("components:\n  db: {kind: fake, depends_on: [nope]}\n"
+                   "thresholds:\n  host.disk.full: {warn: 0.7}\n")
+    code, _, err = run_cli(capsys, "config", "check", str(bad))
+    assert code == 3 and "Traceback" not in err
+    assert err.splitlines() == [
+        f"stackmedic: error: {bad}:2: components.db.depends_on.0: unknown component 'nope'",
+        f"stackmedic: error: {bad}:4: thresholds.host.disk.full.warn: unknown key "
+        "(did you mean 'warning'?)"]
+
+
 def test_config_schema(capsys: pytest.CaptureFixture[str]) -> None:
     """`config schema` prints a JSON Schema."""
     code, out, _ = run_cli(capsys, "config", "schema")

@@ -130,3 +130,34 @@ def test_schema_has_a_branch_per_kind() -> None:
     text = str(schema)
     assert "'fake'" in text
     assert schema["title"] == "stackmedic stack file"
+
+
+def test_every_independent_error_in_one_go() -> None:
+    """A file with several mistakes reports each on its own line in file order: unknown
+    keys (with did-you-mean inside thresholds too), kinds, dependencies, symptoms; an
+    unset ${VAR} is one error, not also its empty stand-in's wrong type."""
+    with pytest.raises(ConfigError) as info:
+        parse_stack("components:\n"
+                    "  db:\n    kind: fake\n    depnds_on: [x]\n"
+                    "    thresholds:\n      host.disk.full: {warn: 0.9}\n"
+                    "  api: {kind: faek}\n"
+                    "  web: {kind: fake, depends_on: [dbb, api], value: lots}\n"
+                    "  job: {kind: fake, value: '${LEVEL}'}\n"
+                    "thresholds:\n  host.disk.full: {warn: 0.7}\n"
+                    "  host.disk.ful: {warning: 0.7}\n", "s.yaml", {})
+    assert [str(e) for e in info.value.errors] == [
+        "s.yaml:4: components.db.depnds_on: unknown key (did you mean 'depends_on'?)",
+        "s.yaml:6: components.db.thresholds.host.disk.full.warn: unknown key "
+        "(did you mean 'warning'?)",
+        "s.yaml:7: components.api.kind: unknown kind 'faek' (did you mean 'fake'?)",
+        "s.yaml:8: components.web.value: input should be a valid number, "
+        "unable to parse string as a number, got 'lots'",
+        "s.yaml:8: components.web.depends_on.0: unknown component 'dbb' (did you mean 'db'?)",
+        "s.yaml:9: components.job.value: environment variable ${LEVEL} is not set "
+        "(set it, or write ${LEVEL:-default})",
+        "s.yaml:11: thresholds.host.disk.full.warn: unknown key (did you mean 'warning'?)",
+        "s.yaml:12: thresholds.host.disk.ful: unknown symptom id 'host.disk.ful' "
+        "(did you mean 'host.disk.full'?)",
+    ]
+    assert str(info.value).count("\n") == 7
+
