@@ -78,15 +78,21 @@ def _failure(err: Exception) -> Facts:
 def _unknown(ctx: RuleContext, symptom: str, summary: str, error: str) -> Finding:
     """An unknown verdict whose remedy is the could-not-run runbook's: the runbook of
     `symptom` would tell the user to repair streams that nobody could read."""
+    finding = ctx.finding(symptom, Severity.UNKNOWN, summary, evidence={"error": error},
+                          identity=("error",))
+    return _with_steps(finding, "stackmedic.check.failed")
+
+
+def _with_steps(finding: Finding, runbook: str, cases: tuple[str, ...] = ()) -> Finding:
+    """`finding` with the Fix steps of `runbook`; with `cases`, only the steps labelled
+    with one of them (`Deleted events: …`), those that fit what the scan saw."""
     from dataclasses import replace
 
     from stackmedic.findings import Remedy
     from stackmedic.runbooks import fill, fix_steps, load_runbook
 
-    finding = ctx.finding(symptom, Severity.UNKNOWN, summary, evidence={"error": error},
-                          identity=("error",))
-    runbook = "stackmedic.check.failed"
-    steps = tuple(fill(step, finding) for step in fix_steps(load_runbook(runbook)))
+    steps = tuple(fill(step, finding) for step in fix_steps(load_runbook(runbook))
+                  if not cases or step.startswith(tuple(f"{case}:" for case in cases)))
     return replace(finding, remedy=Remedy(runbook=runbook, steps=steps))
 
 
@@ -97,6 +103,7 @@ def integrity(component: EventstoreComponent, ctx: CollectContext) -> Facts | No
         return None
     from datetime import timedelta
 
+    from stackmedic.eventstore._dsn import is_sqlite
     from stackmedic.eventstore.integrity import Tolerances, scan
 
     tol = component.tolerances
@@ -108,8 +115,11 @@ def integrity(component: EventstoreComponent, ctx: CollectContext) -> Facts | No
                       statement_timeout=max(1.0, ctx.remaining()))
     except Exception as err:  # unreachable store or missing table: a fact, not a crash
         return _failure(err)
-    return {"dsn": redact.redact_text(component.dsn), "table": _mapping(component).table,
-            **report.to_dict()}
+    mapping = _mapping(component)
+    return {"dsn": redact.redact_text(component.dsn), "table": mapping.table,
+            "backend": "sqlite" if is_sqlite(component.dsn) else "postgresql",
+            "schema": component.schema_kind, "stream_column": mapping.stream,
+            "version_column": mapping.version, **report.to_dict()}
 
 
 @probe.collector("activity", timeout=10.0)
@@ -169,6 +179,38 @@ _INTEGRITY: dict[str, tuple[tuple[str, ...], str, str]] = {
 }
 
 
+GAP = "eventstore.version_gap"
+
+
+def _version_remedy(finding: Finding, facts: Facts) -> Finding:
+    """The gap finding with the cause and Fix steps that fit the table: with a unique
+    (stream, version) index in place no writer can skip or repeat a version, so the
+    missing versions were deleted; without one, the index is what to restore, in the
+    backend's own syntax (SQLite has no CREATE INDEX CONCURRENTLY)."""
+    from dataclasses import replace
+
+    table, backend = str(facts.get("table")), facts.get("backend")
+    index = facts.get("unique_indexes", {}).get("stream_version")
+    evidence = {**finding.evidence, "backend": backend, "stream_version_index": index}
+    if index:  # a valid unique index also rules out repeats
+        trigger = backend == "postgresql" and facts.get("schema") == "stackmedic"
+        cause: str | None = (
+            f"events were deleted from {table}: its unique index {index} on (stream, "
+            "version) rules out racing writers, so the missing versions were written and "
+            "removed afterwards (a manual DELETE, a cleanup job, a partial restore"
+            + (", past the append-only trigger)" if trigger else ")"))
+        cases: tuple[str, ...] = ("Deleted events", "Append-only trigger", "Rebuild") \
+            if trigger else ("Deleted events", "Rebuild")
+    else:
+        name = table.rpartition(".")[2] + "_stream_version"
+        concurrently = " CONCURRENTLY" if backend == "postgresql" else ""
+        evidence["create_index"] = (
+            f"CREATE UNIQUE INDEX{concurrently} {name} ON {table} "
+            f"({facts.get('stream_column')}, {facts.get('version_column')});")
+        cause, cases = finding.cause, ("Missing index", "Repair", "Rebuild")
+    return _with_steps(replace(finding, evidence=evidence, cause=cause), GAP, cases)
+
+
 # Clock problems are warnings (the events are intact); the rest is damage (critical).
 _CLOCK = ("eventstore.timestamp.future", "eventstore.timestamp.ancient",
           "eventstore.position.disorder")
@@ -193,14 +235,16 @@ def integrity_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         summary = (f"{count} {what} in {facts.get('events', 0)} events; first: stream "
                    f"{first.get('stream')} at position {first.get('position')}" if count
                    else f"no {what} in {facts.get('events', 0)} events")
-        yield ctx.judge(symptom, count, summary, cause=cause if count else None,
-                        evidence={"table": facts.get("table"), "dsn": facts.get("dsn"),
-                                  "count": count, "by_kind": {k: counts.get(k, 0) for k in kinds},
-                                  "first_stream": first.get("stream"),
-                                  "first_position": first.get("position"),
-                                  "samples": found, "skipped": facts.get("skipped", {}),
-                                  "scan_seconds": facts.get("seconds")},
-                        identity=("table",))
+        finding = ctx.judge(symptom, count, summary, cause=cause if count else None,
+                            evidence={"table": facts.get("table"), "dsn": facts.get("dsn"),
+                                      "count": count,
+                                      "by_kind": {k: counts.get(k, 0) for k in kinds},
+                                      "first_stream": first.get("stream"),
+                                      "first_position": first.get("position"),
+                                      "samples": found, "skipped": facts.get("skipped", {}),
+                                      "scan_seconds": facts.get("seconds")},
+                            identity=("table",))
+        yield _version_remedy(finding, facts) if symptom == GAP and count else finding
     ahead = samples.get("checkpoint_ahead", [])
     first = ahead[0] if ahead else {}
     count = int(counts.get("checkpoint_ahead", 0))

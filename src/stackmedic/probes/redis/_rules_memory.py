@@ -121,7 +121,13 @@ def memory(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           evidence=evidence)
         return
     ratio = round(used / limit, 4)
-    if clients > FRAG_MIN_EXCESS and clients >= CLIENT_BUFFER_SHARE * used:
+    buffers = clients > FRAG_MIN_EXCESS and clients >= CLIENT_BUFFER_SHARE * used
+    # volatile-* policies evict only keys with a TTL: with none, they refuse writes at
+    # the limit exactly like noeviction ("OOM command not allowed").
+    no_victims = policy.startswith("volatile-") and with_ttl == 0
+    evicts = policy.startswith("allkeys-") or (policy.startswith("volatile-")
+                                               and bool(with_ttl))
+    if buffers:
         cause = (f"client buffers hold {human_bytes(clients)} of the {human_bytes(used)} used: "
                  "a pub/sub subscriber or MONITOR that does not read its replies, or "
                  "huge pipelined requests; evicting keys will not free this")
@@ -137,12 +143,19 @@ def memory(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     reached = "over" if used > limit else "at" if used == limit else ""
     share = f": {reached} the {human_bytes(limit)} {basis} limit" if reached \
         else f" of {human_bytes(limit)} {basis}"
-    yield ctx.judge("cache.memory.near_limit", ratio,
-                    f"{human_bytes(used)} used{share} ({ratio:.0%}), policy {policy}",
-                    evidence=evidence, cause=cause)
-    # volatile-* policies evict only keys with a TTL: with none, they refuse writes at
-    # the limit exactly like noeviction ("OOM command not allowed").
-    no_victims = policy.startswith("volatile-") and with_ttl == 0
+    summary = f"{human_bytes(used)} used{share} ({ratio:.0%}), policy {policy}"
+    if basis == "maxmemory" and evicts and not buffers:
+        # A full cache is what an evicting policy is for: whether it evicts too much
+        # (keys the application still wants) is cache.evictions' verdict, not this one.
+        yield ctx.finding("cache.memory.near_limit", Severity.OK,
+                          f"{summary}: eviction makes room for new writes (see "
+                          "cache.evictions for how many keys it drops)", observed=ratio,
+                          unit="ratio", evidence=evidence)
+    else:
+        yield _for_case(ctx.judge("cache.memory.near_limit", ratio, summary,
+                                  evidence=evidence, cause=cause),
+                        *(("Client buffers",) if buffers else ()), "More memory",
+                        *(() if evicts else ("No eviction",)), "Growth")
     if not maxmemory or (policy != "noeviction" and not no_victims):
         why = "no maxmemory set" if not maxmemory else f"policy {policy} evicts keys when full"
         yield ctx.finding("cache.policy.noeviction_full", Severity.OK,
@@ -199,10 +212,12 @@ def evictions(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
             rate = since_rate
             summary = f"{int(change.delta)} keys evicted since the last run, " \
                       f"{change.previous_at} ({rate:g}/s; {grew} during this run)"
-    yield ctx.judge("cache.evictions", rate, summary, evidence=evidence,
-                    cause="the working set does not fit in maxmemory, so Redis drops keys "
-                          "the application may still want (hypothesis: maxmemory too small "
-                          "or keys without TTL)")
+    yield _for_case(ctx.judge("cache.evictions", rate, summary, evidence=evidence,
+                              cause="the working set does not fit in maxmemory, so Redis "
+                                    "drops keys the application may still want (hypothesis: "
+                                    "maxmemory too small or keys without TTL)"),
+                    "More memory", *(() if evidence["policy"] == "allkeys-lfu" else ("LFU",)),
+                    "Smaller data")
 
 
 @probe.rule("redis.hit_rate", uses="server", symptoms=["cache.hit_rate.low"],
@@ -261,35 +276,37 @@ def fragmentation(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           f"fragmentation {ratio:.2f} is meaningless on {human_bytes(used)} "
                           "of data", observed=ratio, unit="x", evidence=evidence)
     elif ratio < 1:
-        yield _for_case("Swap", ctx.finding("cache.fragmentation", Severity.WARNING,
+        yield _for_case(ctx.finding("cache.fragmentation", Severity.WARNING,
                           f"RSS {human_bytes(rss)} below used memory {human_bytes(used)} "
                           f"(ratio {ratio:.2f}): part of Redis is swapped out",
                           observed=ratio, unit="x", evidence=evidence,
                           cause="the machine is short of memory and the kernel swapped Redis "
-                                "pages out; every access to them is a disk read"))
+                                "pages out; every access to them is a disk read"), "Swap")
     elif excess < FRAG_MIN_EXCESS:
         yield ctx.finding("cache.fragmentation", Severity.OK,
                           f"fragmentation {ratio:.2f}, {human_bytes(excess)} beyond the data",
                           observed=ratio, unit="x", evidence=evidence)
     else:
-        yield _for_case("Fragmentation", ctx.judge("cache.fragmentation", ratio,
+        yield _for_case(ctx.judge("cache.fragmentation", ratio,
                         f"fragmentation {ratio:.2f}: RSS {human_bytes(rss)} for "
                         f"{human_bytes(used)} of data ({human_bytes(excess)} wasted)",
                         evidence=evidence,
                         cause="many keys were deleted or resized and the allocator could not "
                               "give the freed pages back (hypothesis: a churn of mixed-size "
-                              "values)"))
+                              "values)"), "Fragmentation")
 
 
-def _for_case(case: str, finding: Finding) -> Finding:
-    """`finding` with only the runbook's Fix steps labelled `case:` ("Swap",
-    "Fragmentation"): defragmenting does nothing for a swapped-out server."""
+def _for_case(finding: Finding, *cases: str) -> Finding:
+    """`finding` with only the runbook's Fix steps labelled with one of `cases`
+    ("Swap", "Fragmentation"): defragmenting does nothing for a swapped-out server, and
+    setting the eviction policy a server already has does nothing at all."""
     if not finding.is_problem:
         return finding
     from stackmedic.runbooks import fill, fix_steps, load_runbook
 
+    labels = tuple(f"{case}:" for case in cases)
     steps = tuple(fill(step, finding) for step in fix_steps(load_runbook(finding.symptom))
-                  if step.startswith(case + ":"))
+                  if step.startswith(labels))
     return replace(finding, remedy=Remedy(runbook=finding.symptom, steps=steps))
 
 
