@@ -295,7 +295,8 @@ def _n_plus_one_findings(statements: StatementCounter, component: str,
                     unit="queries per request",
                     evidence={"template": n.template, "request": n.worst_request,
                               "count": n.worst_count, "requests": n.requests,
-                              "example": redact_text(n.example)},
+                              "example": redact_text(n.example),
+                              "example_requests": list(n.example_requests)},
                     cause="probably a loop that loads related rows one at a time (lazy "
                           "loading) instead of one query with a join or IN list",
                     identity=("template",)) for n in found[:10]]

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["LAYOUTS", "PLAIN", "Layout", "Record", "detect", "normalise_level", "parse_time",
-           "records"]
+__all__ = ["LAYOUTS", "PLAIN", "Layout", "Record", "detect", "first_value", "normalise_level",
+           "parse_time", "records"]
 
 _LEVELS = {
     "trace": "debug", "debug": "debug", "dbg": "debug", "info": "info", "information": "info",
@@ -37,8 +37,9 @@ ERROR_LEVELS = frozenset({"error", "critical"})
 _TIME_KEYS = ("timestamp", "time", "@timestamp", "ts", "asctime", "datetime", "t")
 _LEVEL_KEYS = ("level", "levelname", "severity", "log.level", "lvl", "loglevel")
 _MESSAGE_KEYS = ("message", "msg", "event", "text", "record.message")
-_REQUEST_KEYS = ("request_id", "requestId", "trace_id", "traceId", "trace.id",
-                 "correlation_id", "x_request_id", "http.request.id", "transaction.id")
+_REQUEST_KEYS = ("request_id", "requestId", "req_id", "trace_id", "traceId", "trace.id",
+                 "correlation_id", "correlationId", "x-request-id", "x_request_id",
+                 "http.request.id", "transaction.id", "named_tags.request_id")
 
 
 @dataclass(slots=True)
@@ -119,7 +120,8 @@ def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def _first(data: Mapping[str, Any], keys: Iterable[str]) -> Any:
+def first_value(data: Mapping[str, Any], keys: Iterable[str]) -> Any:
+    """The first non-empty value of `keys` in `data` (dotted keys reach into objects)."""
     for key in keys:
         value = _lookup(data, key)
         if value not in (None, ""):
@@ -128,10 +130,11 @@ def _first(data: Mapping[str, Any], keys: Iterable[str]) -> Any:
 
 
 def _from_mapping(line: str, data: Mapping[str, Any]) -> Record:
-    message = _first(data, _MESSAGE_KEYS)
-    request = _first(data, _REQUEST_KEYS)
+    message = first_value(data, _MESSAGE_KEYS)
+    request = first_value(data, _REQUEST_KEYS)
     return Record("", 0, line, str(message) if message is not None else line,
-                  parse_time(_first(data, _TIME_KEYS)), normalise_level(_first(data, _LEVEL_KEYS)),
+                  parse_time(first_value(data, _TIME_KEYS)),
+                  normalise_level(first_value(data, _LEVEL_KEYS)),
                   str(request) if request is not None else None,
                   dict(list(data.items())[:30]))
 
@@ -154,7 +157,7 @@ def _parse_logfmt(line: str) -> Record | None:
     if len(pairs) < 2:
         return None
     data = {k: (v[1:-1].replace('\\"', '"') if v.startswith('"') else v) for k, v in pairs}
-    if _first(data, _LEVEL_KEYS) is None and _first(data, _MESSAGE_KEYS) is None:
+    if first_value(data, _LEVEL_KEYS) is None and first_value(data, _MESSAGE_KEYS) is None:
         return None
     return _from_mapping(line, data)
 
