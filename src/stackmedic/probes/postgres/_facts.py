@@ -7,6 +7,7 @@ from typing import Any
 
 from stackmedic.checks import Facts, RuleContext
 from stackmedic.findings import Finding, Remedy, Severity
+from stackmedic.probes.postgres.queries import ident
 
 __all__ = ["Row", "can_see_sessions", "cannot_judge", "connection_slots", "not_readable",
            "sessions", "worst"]
@@ -100,6 +101,7 @@ def worst(ctx: RuleContext, symptom: str, items: Iterable[Row], value: Callable[
 def session_evidence(s: Row) -> Row:
     """What a finding about one session shows of it."""
     return {"pid": s["pid"], "application_name": s["application_name"], "usename": s["usename"],
+            "usename_sql": ident(s["usename"]) if s["usename"] else None,
             "client_addr": s["client_addr"], "state": s["state"], "database": s["datname"],
             "query": s["query"], "xact_age_s": s["xact_age_s"], "state_age_s": s["state_age_s"],
             "wait_event": s["wait_event"], "xmin_age": s.get("xmin_age")}

@@ -19,7 +19,7 @@ from stackmedic.probes.postgres._facts import (
     sessions,
     worst,
 )
-from stackmedic.probes.postgres.queries import quote
+from stackmedic.probes.postgres.queries import ident, quote
 from stackmedic.thresholds import Threshold
 
 
@@ -123,7 +123,8 @@ def idle_leak(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         if s["state"] == "idle" and (s["state_age_s"] or 0) >= config.idle_leak_age_s:
             key = (s["client_addr"] or "local", s["application_name"] or "", s["usename"] or "")
             groups.setdefault(key, []).append(s)
-    items = [{"client_addr": c, "application_name": a, "usename": u, "count": len(group),
+    items = [{"client_addr": c, "application_name": a, "usename": u, "usename_sql": ident(u),
+              "count": len(group),
               "session_filter": " AND ".join((
                   "client_addr IS NULL" if c == "local" else f"client_addr = {quote(c)}",
                   f"application_name = {quote(a)}", f"usename = {quote(u)}")),

@@ -28,6 +28,9 @@ _PREDICATE = re.compile(r'(?<![\w:])"?(\w+)"?\s*'
                         r'(?:=|<=?|>=?|\bIN\b|\bLIKE\b|\bILIKE\b|\bBETWEEN\b)\s*'
                         r'(?:\$\d|ANY|\()', re.IGNORECASE)
 
+# A statement EXPLAIN ANALYZE may run: a SELECT (a WITH may hide a DELETE in a CTE).
+_READ_ONLY = re.compile(r"\s*\(*\s*SELECT\b", re.IGNORECASE)
+
 
 def size(n: float) -> str:
     """Bytes as a short human string (1.5 GiB)."""
@@ -94,7 +97,9 @@ def _suggestion(table: str, columns: list[str], statement: str | None) -> str:
     if columns:
         return f"CREATE INDEX CONCURRENTLY ON {table} ({', '.join(columns)});"
     if statement:
-        return (f"EXPLAIN (ANALYZE, BUFFERS) {statement.rstrip().rstrip(';')}; -- with real "
+        # EXPLAIN ANALYZE executes its statement: a DELETE or UPDATE would change data.
+        explain = "EXPLAIN (ANALYZE, BUFFERS)" if _READ_ONLY.match(statement) else "EXPLAIN"
+        return (f"{explain} {statement.rstrip().rstrip(';')}; -- with real "
                 "values for $1…: index what the Seq Scan filters on (an expression index "
                 "for a function or cast)")
     return (f"CREATE INDEX CONCURRENTLY ON {table} (<column>);"
@@ -159,10 +164,13 @@ def index_unused(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
 
 def _drop(group: Row, i: int) -> str:
     """The statement removing the i-th index of a duplicate group: an index backing a
-    constraint goes with its constraint (DROP INDEX would fail)."""
+    constraint goes with its constraint (DROP INDEX would fail). DROP CONSTRAINT takes
+    an ACCESS EXCLUSIVE lock: with a lock_timeout it gives up instead of queueing every
+    reader and writer of the table behind a long transaction."""
     constraint = (group.get("constraints") or [None] * len(group["indexes"]))[i]
     if constraint:
-        return f"ALTER TABLE {group['table']} DROP CONSTRAINT {constraint};"
+        return (f"SET lock_timeout = '2s'; ALTER TABLE {group['table']} DROP CONSTRAINT "
+                f"{constraint}; RESET lock_timeout;")
     return f"DROP INDEX CONCURRENTLY {group['indexes'][i]};"
 
 
