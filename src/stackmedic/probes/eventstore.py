@@ -71,6 +71,14 @@ def _mapping(component: EventstoreComponent) -> Any:
     return replace(mapping, table=component.table) if component.table else mapping
 
 
+def _shown_dsn(dsn: str) -> str:
+    """The DSN the runbooks' `stackmedic events … --dsn` commands get: usable as it is
+    (no password, an absolute SQLite path) and redacted all the same."""
+    from stackmedic.eventstore._dsn import command_dsn
+
+    return redact.redact_text(command_dsn(dsn))
+
+
 def _failure(err: Exception) -> Facts:
     return {"error": redact.redact_text(f"{type(err).__name__}: {err}")[:500]}
 
@@ -116,10 +124,11 @@ def integrity(component: EventstoreComponent, ctx: CollectContext) -> Facts | No
     except Exception as err:  # unreachable store or missing table: a fact, not a crash
         return _failure(err)
     mapping = _mapping(component)
-    return {"dsn": redact.redact_text(component.dsn), "table": mapping.table,
+    return {"dsn": _shown_dsn(component.dsn), "table": mapping.table,
             "backend": "sqlite" if is_sqlite(component.dsn) else "postgresql",
             "schema": component.schema_kind, "stream_column": mapping.stream,
-            "version_column": mapping.version, **report.to_dict()}
+            "version_column": mapping.version, "event_id_column": mapping.event_id,
+            **report.to_dict()}
 
 
 @probe.collector("activity", timeout=10.0)
@@ -127,9 +136,12 @@ def activity(component: EventstoreComponent, ctx: CollectContext) -> Facts | Non
     """Projection lag, read latency and recent conflicts (our schema only)."""
     if component.schema_kind != "stackmedic":
         return None
+    import shlex
     import time
+    from pathlib import Path
 
     from stackmedic.eventstore import open_store
+    from stackmedic.eventstore._dsn import is_sqlite, sqlite_path
     from stackmedic.eventstore.lag import LagMonitor
 
     try:
@@ -150,7 +162,9 @@ def activity(component: EventstoreComponent, ctx: CollectContext) -> Facts | Non
         return _failure(err)
     finally:
         store.close()
-    return {"dsn": redact.redact_text(component.dsn), "head": head, "read_seconds": latency,
+    return {"dsn": _shown_dsn(component.dsn), "head": head, "read_seconds": latency,
+            "sqlite_file": shlex.quote(str(Path(sqlite_path(component.dsn)).resolve()))
+            if is_sqlite(component.dsn) else None,
             "table": f"{component.prefix}events", "integrity_scan": component.integrity,
             "projections": lags, "conflicts_5m": conflicts, "hot_streams": hot}
 
@@ -180,6 +194,27 @@ _INTEGRITY: dict[str, tuple[tuple[str, ...], str, str]] = {
 
 
 GAP = "eventstore.version_gap"
+DUPLICATE = "eventstore.duplicate_event"
+
+
+def _create_index(facts: Facts, suffix: str, columns: str) -> str:
+    """The CREATE UNIQUE INDEX that restores a guard of the scanned table, in the
+    backend's own syntax (SQLite has no CREATE INDEX CONCURRENTLY)."""
+    table = str(facts.get("table"))
+    concurrently = " CONCURRENTLY" if facts.get("backend") == "postgresql" else ""
+    return (f"CREATE UNIQUE INDEX{concurrently} {table.rpartition('.')[2]}_{suffix} "
+            f"ON {table} ({columns});")
+
+
+def _duplicate_remedy(finding: Finding, facts: Facts) -> Finding:
+    """The duplicate-id finding with the index to restore on the scanned table and its
+    event-id column (not our schema's names), in the backend's syntax."""
+    from dataclasses import replace
+
+    column = facts.get("event_id_column")
+    evidence = {**finding.evidence, "backend": facts.get("backend"), "event_id_column": column,
+                "create_index": _create_index(facts, "event_id", str(column))}
+    return _with_steps(replace(finding, evidence=evidence), DUPLICATE)
 
 
 def _version_remedy(finding: Finding, facts: Facts) -> Finding:
@@ -202,11 +237,9 @@ def _version_remedy(finding: Finding, facts: Facts) -> Finding:
         cases: tuple[str, ...] = ("Deleted events", "Append-only trigger", "Rebuild") \
             if trigger else ("Deleted events", "Rebuild")
     else:
-        name = table.rpartition(".")[2] + "_stream_version"
-        concurrently = " CONCURRENTLY" if backend == "postgresql" else ""
-        evidence["create_index"] = (
-            f"CREATE UNIQUE INDEX{concurrently} {name} ON {table} "
-            f"({facts.get('stream_column')}, {facts.get('version_column')});")
+        evidence["create_index"] = _create_index(
+            facts, "stream_version", f"{facts.get('stream_column')}, "
+                                     f"{facts.get('version_column')}")
         cause, cases = finding.cause, ("Missing index", "Repair", "Rebuild")
     return _with_steps(replace(finding, evidence=evidence, cause=cause), GAP, cases)
 
@@ -244,7 +277,9 @@ def integrity_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                                       "samples": found, "skipped": facts.get("skipped", {}),
                                       "scan_seconds": facts.get("seconds")},
                             identity=("table",))
-        yield _version_remedy(finding, facts) if symptom == GAP and count else finding
+        if count and symptom in (GAP, DUPLICATE):
+            finding = (_version_remedy if symptom == GAP else _duplicate_remedy)(finding, facts)
+        yield finding
     ahead = samples.get("checkpoint_ahead", [])
     first = ahead[0] if ahead else {}
     count = int(counts.get("checkpoint_ahead", 0))
@@ -316,12 +351,17 @@ def activity_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     if "error" in facts:
         return
     latency = float(facts["read_seconds"])
-    yield ctx.judge("eventstore.latency.high", latency,
-                    f"reading the head and last 100 events took {latency * 1000:.0f} ms",
-                    evidence={"read_seconds": latency, "head": facts["head"],
-                              "dsn": facts.get("dsn")},
-                    identity=("dsn",), cause="the events table or its indexes are bloated, or "
-                    "the database is saturated")
+    slow = ctx.judge("eventstore.latency.high", latency,
+                     f"reading the head and last 100 events took {latency * 1000:.0f} ms",
+                     evidence={"read_seconds": latency, "head": facts["head"],
+                               "dsn": facts.get("dsn"), "table": facts.get("table"),
+                               "sqlite_file": facts.get("sqlite_file")},
+                     identity=("dsn",), cause="the events table or its indexes are bloated, "
+                     "or the database is saturated")
+    # The maintenance step in the store's own dialect: VACUUM (ANALYZE) is a syntax
+    # error on SQLite, and SQLite has the WAL file to checkpoint instead.
+    yield _with_steps(slow, slow.symptom, ("Batch", "SQLite" if facts.get("sqlite_file")
+                                           else "PostgreSQL")) if slow.is_problem else slow
     hot = facts.get("hot_streams", {})
     rate = facts["conflicts_5m"] / 5
     top = next(iter(hot), None)

@@ -153,11 +153,17 @@ def _query(query: str) -> list[tuple[str, str]]:
 
 
 def where(facts: Facts) -> dict[str, Any]:
-    """The evidence every Redis finding carries: the (redacted) target and the
-    `redis-cli` command prefix its runbook steps start with."""
+    """The evidence every Redis finding carries: the (redacted) target, its TCP port
+    (for `ss` on the server when redis-cli cannot get in) and the `redis-cli` command
+    prefix its runbook steps start with."""
     target = facts.get("target")
     cli = facts.get("cli")
     if not isinstance(cli, str):  # facts recorded before `cli` existed
         user = facts.get("user")
         cli = cli_command(str(target or ""), user if isinstance(user, str) else None)
-    return {"target": target, "cli": cli}
+    try:
+        parts = urlsplit(str(target or ""))
+        port = None if parts.scheme == "unix" or not parts.hostname else parts.port or 6379
+    except ValueError:
+        port = None
+    return {"target": target, "port": port, "cli": cli}

@@ -3,6 +3,7 @@ replication. They read the `redis.server` facts only."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 from typing import Any
 
@@ -253,6 +254,8 @@ def persistence(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     age = int(server_now(facts)) - last_save if last_save else None
     changes = as_int(info.get("rdb_changes_since_last_save")) or 0
     evidence = {**where(facts), "dir": config.get("dir", "<dir>"),
+                # shell-quoted for the runbook's commands: a path may hold spaces
+                "dir_arg": shlex.quote(str(config.get("dir", "<dir>"))),
                 "dbfilename": config.get("dbfilename"),
                 "save": config.get("save"), "appendonly": config.get("appendonly"),
                 "rdb_last_bgsave_status": info.get("rdb_last_bgsave_status"),
