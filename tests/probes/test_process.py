@@ -357,3 +357,18 @@ def test_foreign_listener_among_many_own_sockets_is_found() -> None:
     assert finding.evidence["holder_pid"] == holder.pid
     assert finding.evidence["listener_count"] == 121
     assert len(finding.evidence["listeners"]) <= 10
+
+
+def test_pidfile_of_a_live_service_short_of_workers_is_never_removed(tmp_path: Path) -> None:
+    """With fewer workers than min_count but a pidfile naming the live master, the
+    remedy does not offer `rm -f` on that pidfile (it would orphan the running service)."""
+    token = marker()
+    with child(SLEEPER, token) as master:
+        pidfile = tmp_path / "svc.pid"
+        pidfile.write_text(f"{master.pid}\n")
+        finding = only(run_proc(cmdline=f"{token}$", pidfile=str(pidfile), min_count=2),
+                       "process.down")
+    assert finding.severity is Severity.WARNING
+    assert finding.evidence["pidfile_state"] == "ok"
+    assert finding.remedy is not None and finding.remedy.steps
+    assert not any("rm -f" in step for step in finding.remedy.steps)

@@ -126,6 +126,14 @@ def _num(value: Any) -> float | None:
     return float(value) if value == value and abs(value) != float("inf") else None
 
 
+def _urls(facts: Facts, ctx: RuleContext) -> dict[str, str]:
+    """The service's URL and those of its diagnostics and admin routes, for the runbooks:
+    they may be mounted under a prefix (`/ops/diagnostics` → `/ops/admin`), not at the root."""
+    path = _config(ctx).diagnostics_path
+    return {"url": facts["url"], "diagnostics_url": facts["url"] + path,
+            "admin_url": facts["url"] + path.rsplit("/", 1)[0] + "/admin"}
+
+
 def _config(ctx: RuleContext) -> AppComponent:
     assert isinstance(ctx.config, AppComponent)
     return ctx.config
@@ -224,13 +232,14 @@ def breakers(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     window = _config(ctx).flap_window
     for name, b in sorted(_section(facts, "breakers").items()):
         state = str(b.get("state"))
-        evidence = {"name": name, "dependency": _config(ctx).dependency_of(name),
-                    "state": state, "failure_rate": _num(b.get("failure_rate")),
-                    "slow_call_rate": _num(b.get("slow_call_rate")),
-                    "retry_after": _num(b.get("retry_after")),
-                    "not_permitted_calls": _num(b.get("not_permitted_calls")),
-                    "failure_rate_threshold": _num(b.get("failure_rate_threshold")),
-                    "url": facts["url"]}
+        evidence: dict[str, Any] = {
+            "name": name, "dependency": _config(ctx).dependency_of(name),
+            "state": state, "failure_rate": _num(b.get("failure_rate")),
+            "slow_call_rate": _num(b.get("slow_call_rate")),
+            "retry_after": _num(b.get("retry_after")),
+            "not_permitted_calls": _num(b.get("not_permitted_calls")),
+            "failure_rate_threshold": _num(b.get("failure_rate_threshold")),
+            **_urls(facts, ctx)}
         severity = {"open": Severity.CRITICAL, "forced_open": Severity.CRITICAL,
                     "half_open": Severity.WARNING}.get(state, Severity.OK)
         wait = evidence["retry_after"]
@@ -251,7 +260,7 @@ def breakers(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                         f"breaker {name!r} changed state {flips} times in {window:.0f}s",
                         evidence={"name": name, "dependency": _config(ctx).dependency_of(name),
                                   "transitions": transitions[-_CAP:],
-                                  "window_seconds": window, "url": facts["url"]},
+                                  "window_seconds": window, **_urls(facts, ctx)},
                         identity=("name",),
                         cause="the dependency recovers and fails again, or the breaker's "
                         "window and wait are too short for its traffic")
@@ -268,7 +277,8 @@ def queues(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         if size is None or not capacity:
             continue
         rejected = int(_num(q.get("rejected_recent")) or 0)
-        evidence = {"name": name, "size": int(size), "capacity": int(capacity), "url": facts["url"],
+        evidence = {"name": name, "size": int(size), "capacity": int(capacity),
+                    **_urls(facts, ctx),
                     "busy_workers": _num(q.get("busy_workers")), "workers": _num(q.get("workers")),
                     "rejected": _num(q.get("rejected")), "oldest_age": _num(q.get("oldest_age")),
                     "rejected_recent": rejected}
@@ -303,7 +313,7 @@ def retries(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                         f"{name!r} makes {per_call:.2f} retries per call ({int(calls)} calls)",
                         evidence={"name": name, "dependency": _config(ctx).dependency_of(name),
                                   "calls": int(calls), "retries_per_call": per_call,
-                                  "url": facts["url"],
+                                  **_urls(facts, ctx),
                                   "retries": _num(r.get("retries")),
                                   "budget": r.get("budget"), "budget_ratio": r.get("budget_ratio"),
                                   "budget_denied": _num(r.get("budget_denied"))},
@@ -323,7 +333,8 @@ def latency(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
         if count < _config(ctx).min_calls or value is None:
             continue
         rate = _num(stats.get("error_rate")) or 0.0
-        evidence = {"operation": op, "count": int(count), "quantile": quantile, "url": facts["url"],
+        evidence = {"operation": op, "count": int(count), "quantile": quantile,
+                    **_urls(facts, ctx),
                     **{f"{k}_ms": _ms(_num(stats.get(k))) for k in ("p50", "p95", "p99", "max")},
                     "error_rate": _num(stats.get("error_rate")),
                     "errors": _num(stats.get("errors")),
@@ -361,6 +372,6 @@ def pools(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                      "open across I/O) or the pool is too small for the load")
         yield ctx.judge("db.pool.saturated", ratio, f"{summary} ({ratio:.0%})",
                         evidence={"name": name, "in_use": int(in_use), "max": int(maximum),
-                                  "url": facts["url"],
+                                  **_urls(facts, ctx),
                                   "waiting": _num(p.get("waiting"))}, identity=("name",),
                         cause=cause)

@@ -252,6 +252,10 @@ def running_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     evidence = {**facts, "expected": what,
                 "pid": facts["processes"][0]["pid"] if count else pidfile.get("pid"),
                 "pidfile_path": pidfile.get("path"), "pidfile_state": pidfile.get("state"),
+                # Only a pidfile naming a dead or foreign pid is stale: the runbook's
+                # `rm -f` must never be offered for the pidfile of a live service.
+                "stale_pid": pidfile.get("pid") if pidfile.get("state") in ("dead", "mismatch")
+                else None,
                 "service": _service_name(facts["selector"], ctx.component)}
     if count >= wanted:
         yield ctx.finding("process.down", Severity.OK, f"{count} process(es) match {what}",
