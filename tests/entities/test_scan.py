@@ -59,6 +59,8 @@ def test_scan_finds_naive_non_utc_and_order_problems_in_sqlite(tmp_path: Path) -
     assert found["entity.timestamps.naive"].evidence["sample_ids"] == ["naive-1"]
     assert found["entity.timestamps.non_utc"].evidence["sample_ids"] == ["cet-1"]
     assert found["entity.timestamps.order"].evidence["sample_ids"] == ["order-1", "future-1"]
+    assert found["entity.timestamps.order"].summary == (
+        "2 of 5 rows have timestamps out of order (updated before created) or in the future")
     validation = found["entity.validation.failing"]
     assert validation.evidence["by_rule"] == {
         "balance.non_negative": {"count": 2, "sample_ids": ["cet-1", "future-1"]},

@@ -109,7 +109,7 @@ def scan_table(dsn: str, table: str, options: ScanOptions | None = None,
                  "timestamps in a zone other than UTC", "a writer stores local time "
                  "instead of converting to UTC"),
         _finding("entity.timestamps.order", where, order, rows,
-                 "rows with updated_at before created_at or in the future",
+                 "timestamps out of order (updated before created) or in the future",
                  "a writer set timestamps from a skewed clock or a naive local time"),
     ]
     if opts.entity is not None:
