@@ -165,9 +165,18 @@ def fds(component: HostComponent, ctx: CollectContext) -> Facts:
     processes = [{**describe_process(pid), "fds": count, "soft_limit": soft}
                  for _ratio, pid, count, soft in sorted(nearest, reverse=True)]
     return {"system": system, "processes": processes, "scanned": scanned, "capped": capped,
-            "per_process_supported": supported,
+            "per_process_supported": supported, "nr_open": _nr_open(),
             "largest": {**describe_process(largest[1]), "fds": largest[0],
                         "soft_limit": largest[2]} if largest[1] else None}
+
+
+def _nr_open() -> int | None:
+    """fs.nr_open, the kernel's ceiling on any process's RLIMIT_NOFILE: systemd refuses
+    to start a unit whose LimitNOFILE is above it (None where /proc does not say)."""
+    try:
+        return int(read_capped("/proc/sys/fs/nr_open", 64))
+    except (OSError, ValueError):
+        return None
 
 
 # --- rules --------------------------------------------------------------------------
@@ -376,8 +385,18 @@ def fd_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                           "closed), or its RLIMIT_NOFILE soft limit is too low for its load",
                     evidence={"scope": "process", **worst, "processes": processes,
                               "scanned": facts["scanned"], "capped": facts["capped"],
-                              "suggested_nofile": _raised(worst["soft_limit"], 65536)},
+                              **_nofile_evidence(worst["soft_limit"], facts.get("nr_open"))},
                     identity=("scope", "name"))
+
+
+def _nofile_evidence(soft: int, nr_open: int | None) -> dict[str, int | None]:
+    """The RLIMIT_NOFILE to suggest, capped at fs.nr_open (above it systemd fails to
+    start the unit and prlimit is refused); None, with `nofile_ceiling` set, when the
+    limit already sits at the ceiling and no value could raise it."""
+    suggested = _raised(soft, 65536) if nr_open is None else min(_raised(soft, 65536), nr_open)
+    at_ceiling = suggested <= soft
+    return {"nr_open": nr_open, "suggested_nofile": None if at_ceiling else suggested,
+            "nofile_ceiling": nr_open if at_ceiling else None}
 
 
 def _raised(current: int, floor: int) -> int:

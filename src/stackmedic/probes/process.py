@@ -257,6 +257,10 @@ def running_rule(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                 "stale_pid": pidfile.get("pid") if pidfile.get("state") in ("dead", "mismatch")
                 else None,
                 "service": _service_name(facts["selector"], ctx.component)}
+    # `systemctl start` does nothing on a unit that is active with too few workers: the
+    # runbook offers it only when none run, and a restart (with its cost) otherwise.
+    evidence |= {"start_unit": evidence["service"] if count == 0 else None,
+                 "restart_unit": evidence["service"] if 0 < count < wanted else None}
     if count >= wanted:
         yield ctx.finding("process.down", Severity.OK, f"{count} process(es) match {what}",
                           observed=count, threshold=wanted, unit="processes", evidence=evidence)

@@ -7,6 +7,7 @@ import math
 import shlex
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 from stackmedic.checks import Facts, RuleContext
 from stackmedic.findings import Finding, Remedy, Severity
@@ -35,14 +36,32 @@ SMALL_INSTANCE = 5 * 1024 * 1024
 MIN_LOOKUPS = 20  # fewer lookups than this in the interval say nothing about a hit rate
 
 
-def suggested_maxmemory(maxmemory: int, system: int) -> str:
+def suggested_maxmemory(maxmemory: int, system: int) -> str | None:
     """A `CONFIG SET maxmemory` value for the runbooks: half as much again, but at most
-    75% of the machine (room for fork copy-on-write); 75% when unset or above it."""
+    75% of the machine (room for fork copy-on-write); 75% when unset or above it. None
+    when that is no raise: the limit already takes 75% of the machine."""
     if not maxmemory or (system and maxmemory > system):
         target = 0.75 * system
     else:
         target = max(float(maxmemory), min(1.5 * maxmemory, 0.75 * system or 1.5 * maxmemory))
+        if math.ceil(target / 2**20) <= math.ceil(maxmemory / 2**20):
+            return None
     return f"{max(1, math.ceil(target / 2**20))}mb" if target else "<bytes>"
+
+
+def _room(facts: Facts, maxmemory: int, system: int) -> dict[str, Any]:
+    """The evidence of the runbooks' "More memory" step (the value and how to persist
+    it; None when no higher value is safe) and of their "No room" step."""
+    suggested = suggested_maxmemory(maxmemory, system)
+    return {"suggested_maxmemory": suggested,
+            "persist_maxmemory": persist(facts, "maxmemory", suggested) if suggested else None,
+            "maxmemory_human": human_bytes(maxmemory), "system_human": human_bytes(system)}
+
+
+def _more_memory(evidence: dict[str, Any]) -> str:
+    """The runbook case for more memory: raise maxmemory, or, when the limit already
+    takes 75% of the machine, say there is no room and what to do instead."""
+    return "More memory" if evidence["suggested_maxmemory"] else "No room"
 
 
 def persist(facts: Facts, setting: str, value: str) -> str:
@@ -106,14 +125,10 @@ def memory(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                 "basis": basis, "maxmemory": maxmemory, "total_system_memory": system,
                 "policy": policy, "oom_errors": oom, "keys_with_ttl": with_ttl,
                 "used_human": human_bytes(used), "limit_human": human_bytes(limit),
-                "maxmemory_human": human_bytes(maxmemory),
-                "system_human": human_bytes(system),
                 "clients_memory": clients, "clients_human": human_bytes(clients),
                 "dataset_human": human_bytes(as_int(info.get("used_memory_dataset")) or 0),
-                "suggested_maxmemory": suggested_maxmemory(maxmemory, system)}
-    evidence |= {"persist_maxmemory": persist(facts, "maxmemory",
-                                              evidence["suggested_maxmemory"]),
-                 "persist_policy": persist(facts, "maxmemory-policy", "allkeys-lru"),
+                **_room(facts, maxmemory, system)}
+    evidence |= {"persist_policy": persist(facts, "maxmemory-policy", "allkeys-lru"),
                  "config_file": info.get("config_file")}
     if not limit:
         yield ctx.finding("cache.memory.near_limit", Severity.UNKNOWN,
@@ -154,7 +169,7 @@ def memory(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     else:
         yield _for_case(ctx.judge("cache.memory.near_limit", ratio, summary,
                                   evidence=evidence, cause=cause),
-                        *(("Client buffers",) if buffers else ()), "More memory",
+                        *(("Client buffers",) if buffers else ()), _more_memory(evidence),
                         *(() if evicts else ("No eviction",)), "Growth")
     if not maxmemory or (policy != "noeviction" and not no_victims):
         why = "no maxmemory set" if not maxmemory else f"policy {policy} evicts keys when full"
@@ -166,14 +181,15 @@ def memory(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
     refused = f"; {oom} commands already refused with OOM" if oom else ""
     how = (f"maxmemory-policy {policy} but no key has a TTL, so nothing can be evicted"
            if no_victims else "maxmemory-policy noeviction")
-    yield ctx.judge("cache.policy.noeviction_full", full,
-                    f"{how}; at {full:.0%} of maxmemory writes fail with OOM when it is "
-                    f"full{refused}",
-                    evidence=evidence | {"ratio_of_maxmemory": full},
-                    cause="volatile-* policies only evict keys with a TTL, and none has one"
-                          if no_victims else
-                          "noeviction suits a primary data store, not a cache: when the "
-                          "limit is reached every write is refused instead of evicting keys")
+    yield _for_case(ctx.judge(
+        "cache.policy.noeviction_full", full,
+        f"{how}; at {full:.0%} of maxmemory writes fail with OOM when it is full{refused}",
+        evidence=evidence | {"ratio_of_maxmemory": full},
+        cause="volatile-* policies only evict keys with a TTL, and none has one"
+              if no_victims else
+              "noeviction suits a primary data store, not a cache: when the limit is "
+              "reached every write is refused instead of evicting keys"),
+        "Cache", "TTLs", _more_memory(evidence), "Free space")
 
 
 @probe.rule("redis.evictions", uses="server", symptoms=["cache.evictions"],
@@ -194,13 +210,9 @@ def evictions(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                 "interval_s": interval,
                 "evicted_total": as_int(info.get("evicted_keys")),
                 "policy": info.get("maxmemory_policy"), "maxmemory": info.get("maxmemory"),
-                "maxmemory_human": human_bytes(as_int(info.get("maxmemory")) or 0),
-                "suggested_maxmemory": suggested_maxmemory(
-                    as_int(info.get("maxmemory")) or 0,
-                    as_int(info.get("total_system_memory")) or 0)}
-    evidence |= {"persist_maxmemory": persist(facts, "maxmemory",
-                                              evidence["suggested_maxmemory"]),
-                 "config_file": info.get("config_file")}
+                "config_file": info.get("config_file"),
+                **_room(facts, as_int(info.get("maxmemory")) or 0,
+                       as_int(info.get("total_system_memory")) or 0)}
     summary = f"{grew} keys evicted in {interval:.1f}s ({rate:g}/s; " \
               f"{evidence['evicted_total']} since start)"
     change = since_last_run(facts, "evicted_keys")
@@ -216,8 +228,8 @@ def evictions(facts: Facts, ctx: RuleContext) -> Iterable[Finding]:
                               cause="the working set does not fit in maxmemory, so Redis "
                                     "drops keys the application may still want (hypothesis: "
                                     "maxmemory too small or keys without TTL)"),
-                    "More memory", *(() if evidence["policy"] == "allkeys-lfu" else ("LFU",)),
-                    "Smaller data")
+                    _more_memory(evidence),
+                    *(() if evidence["policy"] == "allkeys-lfu" else ("LFU",)), "Smaller data")
 
 
 @probe.rule("redis.hit_rate", uses="server", symptoms=["cache.hit_rate.low"],
