@@ -13,11 +13,14 @@ Three layers, because each catches what the others miss:
    variable) are registered and removed wherever they appear, even inside an error
    message a server echoed back.
 
-Layer 3 only takes values that cannot be mistaken for ordinary text: at least 8
-characters and not a bare word or number, or at least 16 characters of anything.
-Masking a short or plain-word password (`redis`, `wrong`, `postgres`, `changeme`)
-everywhere turned `redis-cli` into `***-cli` and prose into nonsense; such values
-are still masked wherever layers 1 and 2 find them. CI systems draw the same line
+Layer 3 masks inside any text only values that cannot be mistaken for ordinary text:
+at least 8 characters and not a bare word or number, or at least 16 characters of
+anything. Masking a short or plain-word password (`redis`, `wrong`, `postgres`,
+`changeme`) everywhere turned `redis-cli` into `***-cli` and prose into nonsense, so
+a shorter one is masked only as a whole token when it is no bare word or number
+(`hunter2`, `S3cret!`: an app's "login failed: hunter2" must not show it), and a
+plain word only right after `password`/`secret`/`token` ("with password wrong");
+layers 1 and 2 mask both wherever they find them. CI systems draw the same line
 (Azure Pipelines' AZP_IGNORE_SECRETS_SHORTER_THAN, Airflow's MIN_SECRET_LENGTH,
 Ansible masking 4-6 character values only on word boundaries); ours is stricter
 because the default passwords people really use are 8-letter words.
@@ -25,45 +28,74 @@ because the default passwords people really use are 8-letter words.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import threading
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
-__all__ = ["MASK", "forget_secrets", "is_distinctive", "is_secret_key", "redact", "redact_text",
-           "register_secret", "register_url_secrets"]
+__all__ = ["MASK", "forget_secrets", "is_distinctive", "is_secret_key", "mask_sql_passwords",
+           "redact", "redact_text", "register_secret", "register_url_secrets"]
 
 MASK = "***"
 _MIN_DISTINCT_LEN = 8  # with a digit or symbol in it: "hunter22", "s3cr3t-x"
 _MIN_PLAIN_LEN = 16  # letters or digits only: a passphrase, not "password"/"12345678"
+_MIN_TOKEN_LEN = 4  # shorter values are masked by shape only
 
 _SECRET_KEY = re.compile(
     r"(^|[_\-.])pass(wd)?$|password|secret|token|(^|[_\-.])key$|^apikey$|^authorization$|"
     r"^proxy-authorization$|cookie|credential|private|requirepass|masterauth",
     re.IGNORECASE,
 )
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^@\s/]+)(?=@)",
+# The password runs to the last `@` before the host (`a@b` is one password).
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^\s/?#]+)(?=@)",
                            re.IGNORECASE)
 # `PGPASSWORD=…` and `REDISCLI_AUTH=…` too: an environment assignment in a command.
-_KV_PASSWORD = re.compile(r"(?P<head>\b(?:\w*?(?:password|passwd|secret|token|api_?key)|pwd|"
-                          r"requirepass|masterauth|rediscli_auth)"
-                          r"['\"]?\s*[=:]\s*)(?P<q>['\"]?)(?P<pw>[^'\"\s&;,]+)(?P=q)",
-                          re.IGNORECASE)
+# `DB_PASS=`, `REDIS_AUTH=`, `X-Api-Key:`, `aws_secret_access_key =` as well; a quoted
+# value is masked up to its closing quote (spaces, commas and `\"` escapes included).
+_KV_PASSWORD = re.compile(r"(?P<head>\b(?:\w*?(?:password|passwd|passphrase|secret|token|_pass|"
+                          r"_auth)|[\w-]*?(?:api|access|secret|private)[-_]?key|pwd|requirepass|"
+                          r"masterauth)['\"]?\s*[=:]\s*)(?:(?P<q>['\"])(?P<qpw>(?:\\.|(?!(?P=q)).)*)"
+                          r"(?P=q)|(?P<pw>[^'\"\s&;,]+))", re.IGNORECASE)
 # `--password VALUE`, `--requirepass=VALUE` in command lines the process checks report.
 _FLAG_PASSWORD = re.compile(r"(?P<head>(?<![\w-])--?[\w-]*(?:pass(?:word|wd)?|secret|token|"
                             r"requirepass|masterauth|api[-_]?key)(?:\s+|=))(?P<pw>[^\s'\"]+)",
                             re.IGNORECASE)
+# `redis-cli -a PW` and `mysql -pPW` in the command lines process checks report, and a
+# signed URL's `?key=`/`?sig=` (a bare `key=` elsewhere is no credential).
+_CLI_PASSWORD = re.compile(r"(?P<head>\b(?:redis-(?:cli|benchmark)\b[^\n|;&]*?[ \t]-a[ \t]+|"
+                           r"(?:mysql(?:dump|admin)?|mariadb)\b[^\n|;&]*?[ \t]-p(?=[^\s-])|"
+                           r"[?&](?:key|sig|signature|auth)=))(?![$<])(?P<pw>[^\s'\"&#]+)")
 # Redis `AUTH [user] PW` (both words masked: one alone may be the password) and
 # `requirepass PW` as a redis.conf line or in `CONFIG SET`; a runbook's placeholder
 # (`NEW_PASSWORD`, `$REDIS_PASSWORD`, `<password>`) stays readable.
-_DIRECTIVE = re.compile(r"(?P<head>(?:\bAUTH|(?:^[ \t]*|\bCONFIG[ \t]+SET[ \t]+)"
+# `MIGRATE … AUTH2 user PW` too; `ACL SETUSER name on >PW <PW` adds and drops passwords.
+_DIRECTIVE = re.compile(r"(?P<head>(?:\bAUTH2?|(?:^[ \t]*|\b(?i:CONFIG[ \t]+SET)[ \t]+)"
                         r"(?i:requirepass|masterauth))[ \t]+)(?![A-Z_]*PASSWORD\b|[$<])"
                         r"(?P<pw>[^\s'\"`]+(?:[ \t]+[^\s'\"`]+)?)", re.MULTILINE)
+_ACL_SETUSER = re.compile(r"\bACL[ \t]+SETUSER\b[^\n]*", re.IGNORECASE)
+_ACL_PASSWORD = re.compile(r"(?<=[ \t])(?P<head>[<>])(?P<pw>[^\s'\"`]+)")
+# SQL `PASSWORD 'literal'` (CREATE/ALTER ROLE, USER MAPPING options, a server log's
+# `statement:` line); an E'' string may escape its quote with `\'`, and a literal cut
+# by `left()` has no closing quote, hence the `$`.
+_SQL_PASSWORD = re.compile(r"(\bpassword\s+)(?:E'(?:[^'\\]|\\.|'')*(?:'|$)|(?:U&)?'(?:[^']|'')*"
+                           r"(?:'|$)|\$(\w*)\$.*?(?:\$\2\$|$))", re.IGNORECASE | re.DOTALL)
+# A `Cookie:`/`Set-Cookie:` header value is session credentials from end to end.
+_COOKIE = re.compile(r"(?P<head>\b(?:set-)?cookie['\"]?\s*[:=]\s*['\"]?)(?P<pw>[^\r\n'\"]+)",
+                     re.IGNORECASE)
 _AUTH_HEADER = re.compile(r"(?P<head>\b(?:Bearer|Basic|Token)\s+)(?P<pw>[A-Za-z0-9._~+/=\-]{6,})")
 
+# A plain-word secret is taken only right after a word that announces it, and never
+# as part of a longer name (`redis-cli`, `redis://`, `redis.conf`).
+_ANNOUNCED = r"\b(?i:password|passwd|passphrase|pwd|secret|token|auth)(?:\s+(?i:is|was))?\s+"
+_WORD_END = r"(?![\w-]|[.:/@]\w)"
+
 _known: set[str] = set()
+_short: set[str] = set()
 _known_pattern: re.Pattern[str] | None = None
+_short_pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()
 
 
@@ -78,32 +110,47 @@ def is_distinctive(value: str) -> bool:
     return len(value) >= (_MIN_PLAIN_LEN if plain else _MIN_DISTINCT_LEN)
 
 
+def _alternation(values: set[str]) -> str:
+    return "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+
+
 def register_secret(value: str | None) -> None:
-    """Remember a secret value so it is masked wherever it later appears, if it is
-    distinctive enough not to collide with ordinary text; shapes cover the rest."""
-    global _known_pattern
-    if not value or not is_distinctive(value):
+    """Remember a secret value so it is masked wherever it later appears: anywhere if
+    it is distinctive, else only where it cannot be part of ordinary text (module doc)."""
+    global _known_pattern, _short_pattern
+    if not value or len(value) < _MIN_TOKEN_LEN or value in _known or value in _short:
         return
     with _lock:
-        if value not in _known:
+        if is_distinctive(value):
             _known.add(value)
-            _known_pattern = re.compile("|".join(
-                re.escape(v) for v in sorted(_known, key=len, reverse=True)))
+            _known_pattern = re.compile(_alternation(_known))
+            return
+        _short.add(value)
+        plain = {v for v in _short if v.isalpha() or v.isdigit()}
+        _short_pattern = re.compile("|".join(
+            [rf"(?P<head>{_ANNOUNCED})(?:{_alternation(plain)}){_WORD_END}"] * bool(plain) +
+            [rf"(?<![\w-])(?:{_alternation(_short - plain)}){_WORD_END}"] * bool(_short - plain)))
 
 
 def forget_secrets() -> None:
     """Drop registered secrets (tests; a long-lived process loading a new config)."""
-    global _known_pattern
+    global _known_pattern, _short_pattern
     with _lock:
         _known.clear()
-        _known_pattern = None
+        _short.clear()
+        _known_pattern = _short_pattern = None
 
 
 def register_url_secrets(text: str) -> None:
-    """Register the passwords inside any URLs/DSNs in `text` (`scheme://user:PW@host`)."""
+    """Register the passwords inside any URLs/DSNs in `text` (`scheme://user:PW@host`):
+    as written, percent-decoded (what the server and its errors see) and as the
+    `Basic` credential an HTTP client sends, which a server may echo without `Basic`."""
     if "://" in text:
         for match in _URL_PASSWORD.finditer(text):
+            user, password = unquote(match["head"].rsplit("/", 1)[1][:-1]), unquote(match["pw"])
             register_secret(match["pw"])
+            register_secret(password)
+            register_secret(base64.b64encode(f"{user}:{password}".encode()).decode())
 
 
 def register_environment_secrets(environ: Mapping[str, str] | None = None) -> None:
@@ -117,12 +164,27 @@ def redact_text(text: str) -> str:
     """Mask credentials inside free text (URLs, DSNs, headers, known secret values)."""
     if _known_pattern is not None:
         text = _known_pattern.sub(MASK, text)
+    if _short_pattern is not None:
+        text = _short_pattern.sub(lambda m: (m.groupdict().get("head") or "") + MASK, text)
     if "://" in text:
-        text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
-    text = _FLAG_PASSWORD.sub(lambda m: m["head"] + MASK, text)
-    text = _DIRECTIVE.sub(lambda m: m["head"] + MASK, text)
-    text = _KV_PASSWORD.sub(lambda m: m["head"] + m["q"] + MASK + m["q"], text)
-    return _AUTH_HEADER.sub(lambda m: m["head"] + MASK, text)
+        text = _URL_PASSWORD.sub(_masked, text)
+    text = _FLAG_PASSWORD.sub(_masked, text)
+    text = _CLI_PASSWORD.sub(_masked, text)
+    text = _DIRECTIVE.sub(_masked, text)
+    text = _ACL_SETUSER.sub(lambda m: _ACL_PASSWORD.sub(_masked, m[0]), text)
+    text = mask_sql_passwords(text)
+    text = _KV_PASSWORD.sub(lambda m: m["head"] + (m["q"] or "") + MASK + (m["q"] or ""), text)
+    text = _COOKIE.sub(_masked, text)
+    return _AUTH_HEADER.sub(_masked, text)
+
+
+def mask_sql_passwords(text: str) -> str:
+    """`text` with SQL `PASSWORD '…'` literals masked (statements shown as evidence)."""
+    return _SQL_PASSWORD.sub(r"\1'***'", text)
+
+
+def _masked(match: re.Match[str]) -> str:
+    return match["head"] + MASK
 
 
 def redact(value: Any) -> Any:

@@ -15,6 +15,7 @@ from tests.fixtures.ports import free_port
 from tests.fixtures.redis import RedisServer
 
 CANARY = "canary-7d3a9f1e"
+SHORT = "S3cret!"  # below the length masked anywhere: masked as a token
 
 
 class _Leaky(BaseHTTPRequestHandler):
@@ -22,6 +23,7 @@ class _Leaky(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         body = json.dumps({"status": "fail", "error": f"db password {CANARY} rejected",
+                           "detail": f"login failed: {SHORT} (password {SHORT}) denied",
                            "token": CANARY, "echo": dict(self.headers)}).encode()
         self.send_response(500)
         self.send_header("Content-Type", "application/json")
@@ -48,10 +50,11 @@ def leaky_server() -> Iterator[int]:
 def test_canary_never_printed(fmt: str, leaky_server: int, tmp_path: Path,
                               monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
-    """The canary from a DSN, a header, an env var and a server's body is masked in
-    every format and in --record output."""
+    """The canary from a DSN, a header, an env var and a server's body, and a short
+    password a server echoes, are masked in every format and in --record output."""
     monkeypatch.setenv("API_TOKEN", CANARY)
     monkeypatch.setenv("DB_PASSWORD", CANARY)
+    monkeypatch.setenv("CACHE_PASSWORD", SHORT)
     closed = free_port()
     stack = tmp_path / "stackmedic.yaml"
     stack.write_text(f"""\
@@ -77,8 +80,9 @@ components:
         main(["doctor", "-c", str(stack), "-f", fmt, "--deadline", "5", "--record", str(record)])
     out, err = capsys.readouterr()
     assert "api" in out  # the report really was printed
-    assert CANARY not in out and CANARY not in err
-    assert CANARY not in record.read_text()
+    for secret in (CANARY, SHORT):
+        assert secret not in out and secret not in err
+        assert secret not in record.read_text()
 
 
 def test_word_passwords_do_not_mangle_the_report(

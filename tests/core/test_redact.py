@@ -1,11 +1,16 @@
 """Redaction: by key, by shape (URLs, DSNs, headers) and by registered value."""
 
+import base64
+
+import pytest
+
 from stackmedic.redact import (
     MASK,
     redact,
     redact_text,
     register_environment_secrets,
     register_secret,
+    register_url_secrets,
 )
 
 
@@ -73,3 +78,57 @@ def test_long_secrets_are_masked_everywhere_plain_words_are_not() -> None:
     assert redact_text("echo Tr0ub4dor&3 and xcorrecthorsebatterystaplex") == \
         f"echo {MASK} and x{MASK}x"
     assert redact_text("postgresql://db/app pid 12345678") == "postgresql://db/app pid 12345678"
+
+
+def test_short_mixed_secrets_are_masked_as_whole_tokens() -> None:
+    """`hunter2` and `S3cret!` (7 characters, below the anywhere-length) echoed in an
+    app's error or a log line are masked as tokens; `redis` right after "password" is
+    masked, while `redis-cli`, `redis.conf` and "wrong password" stay readable."""
+    for value in ("hunter2", "S3cret!", "redis", "wrong"):
+        register_secret(value)
+    assert redact_text('{"error": "login failed: hunter2 rejected (S3cret!)"}') == \
+        f'{{"error": "login failed: {MASK} rejected ({MASK})"}}'
+    assert redact_text("login failed with password redis.") == \
+        f"login failed with password {MASK}."
+    for text in ("password redis-cli", "see redis.conf", "cause: wrong password", "xhunter2"):
+        assert redact_text(text) == text
+
+
+def test_url_secrets_are_known_decoded_and_as_basic_credentials() -> None:
+    """A URL's password is masked percent-decoded and as the Basic credential an HTTP
+    client builds from it, even echoed without the word `Basic`."""
+    register_url_secrets("http://app:h%40nter2@api:8080/")
+    echoed = base64.b64encode(b"app:h@nter2").decode()
+    assert redact_text(f'{{"auth": "{echoed}", "msg": "bad h@nter2"}}') == \
+        f'{{"auth": "{MASK}", "msg": "bad {MASK}"}}'
+    assert redact_text("redis://:a@b@cache:6379/0") == f"redis://:{MASK}@cache:6379/0"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("DB_PASS=hunter2 REDIS_AUTH=hunter2", f"DB_PASS={MASK} REDIS_AUTH={MASK}"),
+    ("X-Api-Key: hunter2", f"X-Api-Key: {MASK}"),
+    ("aws_secret_access_key = hunter2", f"aws_secret_access_key = {MASK}"),
+    ("host=db password='S3 cr,et' dbname=x", f"host=db password='{MASK}' dbname=x"),
+    ('{"password": "a\\"b c"}', f'{{"password": "{MASK}"}}'),
+    ("GET /x?key=hunter2&sig=abc", f"GET /x?key={MASK}&sig={MASK}"),
+    ("Set-Cookie: sid=hunter2; Path=/", f"Set-Cookie: {MASK}"),
+    ("redis-cli -h db -a hunter2 ping", f"redis-cli -h db -a {MASK} ping"),
+    ("mysql -u root -phunter2 app", f"mysql -u root -p{MASK} app"),
+    ("config set requirepass hunter2", f"config set requirepass {MASK}"),
+    ("ACL SETUSER app on >hunter2 ~* +@all", f"ACL SETUSER app on >{MASK} ~* +@all"),
+    ("MIGRATE db 6379 k 0 5000 AUTH2 app hunter2", f"MIGRATE db 6379 k 0 5000 AUTH2 {MASK}"),
+    ("LOG: statement: ALTER ROLE a PASSWORD 'hunter2'",
+     f"LOG: statement: ALTER ROLE a PASSWORD '{MASK}'"),
+    ("ALTER ROLE app PASSWORD E'hun\\'ter2'", f"ALTER ROLE app PASSWORD '{MASK}'"),
+    ("CREATE USER app WITH PASSWORD U&'hunter2'", f"CREATE USER app WITH PASSWORD '{MASK}'"),
+])
+def test_unregistered_credentials_masked_by_shape(text: str, shown: str) -> None:
+    """Credentials found in output but never configured are masked where they sit."""
+    assert redact_text(text) == shown
+
+
+def test_placeholders_and_plain_commands_stay_readable() -> None:
+    """Runbook placeholders and password-less commands are not taken for credentials."""
+    for text in ("redis-cli -a $REDIS_PASSWORD ping", "mysql -h db -P 3306 -u app -p",
+                 "http://x/?keyword=a", "bucket tokens=3"):
+        assert redact_text(text) == text

@@ -45,16 +45,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# `PASSWORD 'literal'` in CREATE/ALTER ROLE and in foreign-server OPTIONS: statement
-# texts are shown as evidence, and pg_stat_activity keeps them verbatim (a literal cut
-# by `left()` has no closing quote, hence the `$`).
-_SQL_PASSWORD = re.compile(r"(\bpassword\s+)(?:E?'(?:[^']|'')*(?:'|$)|\$(\w*)\$.*?(?:\$\2\$|$))",
-                           re.IGNORECASE | re.DOTALL)
-
-
 def scrub_sql(text: str | None) -> str | None:
-    """Statement text with password literals masked (the rest is redacted downstream)."""
-    return None if text is None else _SQL_PASSWORD.sub(r"\1'***'", text)
+    """Statement text with password literals masked: pg_stat_activity and
+    pg_stat_statements keep `ALTER ROLE … PASSWORD '…'` verbatim (the rest of the
+    text is redacted downstream)."""
+    from stackmedic import redact
+
+    return None if text is None else redact.mask_sql_passwords(text)
 
 
 def ident(name: str) -> str:
