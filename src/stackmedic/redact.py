@@ -79,9 +79,13 @@ _ACL_SETUSER = re.compile(r"\bACL[ \t]+SETUSER\b[^\n]*", re.IGNORECASE)
 _ACL_PASSWORD = re.compile(r"(?<=[ \t])(?P<head>[<>])(?P<pw>[^\s'\"`]+)")
 # SQL `PASSWORD 'literal'` (CREATE/ALTER ROLE, USER MAPPING options, a server log's
 # `statement:` line); an E'' string may escape its quote with `\'`, and a literal cut
-# by `left()` has no closing quote, hence the `$`.
-_SQL_PASSWORD = re.compile(r"(\bpassword\s+)(?:E'(?:[^'\\]|\\.|'')*(?:'|$)|(?:U&)?'(?:[^']|'')*"
-                           r"(?:'|$)|\$(\w*)\$.*?(?:\$\2\$|$))", re.IGNORECASE | re.DOTALL)
+# by `left()` has no closing quote, hence the `$`. `PASSWORD'…'` (no space) is valid SQL
+# too, but `password'` also ends a string ('new password'), and one match running from
+# there would swallow the next literal's opening quote: the spaced form is masked first,
+# so the second pass can only mask more.
+_SQL_PASSWORD = tuple(re.compile(rf"(\bpassword\s{spaces})" r"(?:E'(?:[^'\\]|\\.|'')*(?:'|$)|"
+                                 r"(?:U&)?'(?:[^']|'')*(?:'|$)|\$(\w*)\$.*?(?:\$\2\$|$))",
+                                 re.IGNORECASE | re.DOTALL) for spaces in "+*")
 # A `Cookie:`/`Set-Cookie:` header value is session credentials from end to end.
 _COOKIE = re.compile(r"(?P<head>\b(?:set-)?cookie['\"]?\s*[:=]\s*['\"]?)(?P<pw>[^\r\n'\"]+)",
                      re.IGNORECASE)
@@ -180,7 +184,9 @@ def redact_text(text: str) -> str:
 
 def mask_sql_passwords(text: str) -> str:
     """`text` with SQL `PASSWORD '…'` literals masked (statements shown as evidence)."""
-    return _SQL_PASSWORD.sub(r"\1'***'", text)
+    for pattern in _SQL_PASSWORD:
+        text = pattern.sub(r"\1'***'", text)
+    return text
 
 
 def _masked(match: re.Match[str]) -> str:

@@ -182,11 +182,14 @@ def memory_check(*, warn: float = 0.85, fail: float = 0.95) -> HealthCheck:
 
 
 def postgres_check(dsn: str, *, connect_timeout: float = 2.0) -> HealthCheck:
-    """`SELECT 1` over a new connection; observed value is the round trip in ms."""
+    """`SELECT 1` over a new connection; observed value is the round trip in ms.
+
+    psycopg is imported here, when the check is built, not on its first run: importing
+    it takes ~150 ms, which inside the async check would stall the event loop and every
+    request waiting on it."""
+    import psycopg
 
     async def check() -> CheckResult:
-        import psycopg
-
         start = time.monotonic()
         try:
             conn = await psycopg.AsyncConnection.connect(
