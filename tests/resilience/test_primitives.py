@@ -204,3 +204,28 @@ def test_pipeline_retries_inside_the_name_and_stops_at_the_open_breaker() -> Non
     with pytest.raises(CircuitOpenError):
         pipeline("pay", breaker=breaker).call(charge)
     assert tracker.snapshot()["pay"]["count"] == 2
+
+
+def test_every_layer_of_a_pipeline_sees_the_call_arguments() -> None:
+    """A Fallback in a pipeline caches per argument and hands them to its handler: once the
+    gateway fails, alice gets her own last result, never bob's (sync and async)."""
+    up = [True]
+
+    def profile(user: str) -> str:
+        if not up[0]:
+            raise ConnectionError("down")
+        return f"profile of {user}"
+
+    async def aprofile(user: str) -> str:
+        return profile(user)
+
+    cached = pipeline("profiles", fallback=Fallback("profiles", cache_ttl=60),
+                      retry=Retry("profiles", attempts=2, base_delay=0.001))
+    handled = pipeline("profiles", fallback=Fallback(
+        "profiles", handler=lambda exc, user: f"guest view for {user}"))
+    assert [cached.call(profile, u) for u in ("alice", "bob")] == \
+        ["profile of alice", "profile of bob"]
+    up[0] = False
+    assert cached.call(profile, "alice") == "profile of alice"
+    assert asyncio.run(cached.call_async(aprofile, "bob")) == "profile of bob"
+    assert handled.call(profile, "carol") == "guest view for carol"

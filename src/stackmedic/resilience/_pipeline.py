@@ -46,12 +46,14 @@ class Pipeline:
         self.tracker = tracker
 
     def call(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        call: Callable[[], Any] = functools.partial(func, *args, **kwargs)
+        # Every layer gets the call's arguments: a Fallback keys its cache and calls its
+        # handler with them (bound into the innermost call, every caller shared one entry).
+        call: Callable[..., Any] = func
         for layer in reversed(self.layers):
             call = functools.partial(layer.call, call)
         start = time.monotonic()
         try:
-            result: T = call()
+            result: T = call(*args, **kwargs)
         except BaseException:
             self._record(start, True)
             raise
@@ -60,12 +62,12 @@ class Pipeline:
 
     async def call_async(self, func: Callable[P, Awaitable[T]], /, *args: P.args,
                          **kwargs: P.kwargs) -> T:
-        call: Callable[[], Awaitable[Any]] = functools.partial(func, *args, **kwargs)
+        call: Callable[..., Awaitable[Any]] = func
         for layer in reversed(self.layers):
             call = functools.partial(layer.call_async, call)
         start = time.monotonic()
         try:
-            result: T = await call()
+            result: T = await call(*args, **kwargs)
         except BaseException:
             self._record(start, True)
             raise
