@@ -2,6 +2,17 @@
 
 A block that cannot run here (it needs an external server, or is a fragment) is preceded
 in the doc by `<!-- not run: reason -->`; it is reported as skipped, never dropped silently.
+
+Stand-ins for the reader's own code (a `gateway`, a `fetch`) go in the doc itself, in a
+setup comment just before the example that calls them; Markdown does not render it, and
+its Python runs in document order with the blocks:
+
+    <!-- setup: why the stand-ins look the way they do
+    def fetch(url): return b"ok"
+    -->
+
+Keep stand-ins trivial (return a value, fail once, sleep briefly), so the example
+exercises the real library.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PAGES = ("resilience.md", "observe.md", "entities.md", "eventstore.md")
 MARKER = re.compile(r"<!--\s*not run:\s*(.+?)\s*-->")
+SETUP = re.compile(r"<!--\s*setup:")
 TIMEOUT = 10  # seconds per doc, a hang guard: each doc takes under 1 s
 
 # Runs in a fresh interpreter: one namespace for the doc's blocks, in order. Each block is
@@ -43,7 +55,7 @@ for line, source in blocks:
 
 @dataclass(frozen=True)
 class Block:
-    """One fenced python block: the doc line its code starts on, and why it is not run."""
+    """One python block or setup comment: the doc line its code starts on, why it is not run."""
 
     line: int
     source: str
@@ -51,12 +63,18 @@ class Block:
 
 
 def blocks(page: str) -> list[Block]:
-    """The ```python blocks of a doc, each with the `not run` reason written just before it."""
+    """The ```python blocks and setup comments of a doc, in order, each block with the
+    `not run` reason written just before it."""
     lines = (DOCS / page).read_text(encoding="utf-8").splitlines()
     found: list[Block] = []
     index = 0
     while index < len(lines):
-        if lines[index].strip() == "```python":
+        if SETUP.match(lines[index].strip()):
+            start = index + 1
+            end = lines.index("-->", start)
+            found.append(Block(start + 1, "\n".join(lines[start:end]) + "\n", None))
+            index = end
+        elif lines[index].strip() == "```python":
             start = index + 1
             end = lines.index("```", start)
             before = next((text for text in reversed(lines[:index]) if text.strip()), "")
