@@ -5,9 +5,9 @@ Three layers, because each catches what the others miss:
 1. by key: the value of any key named like a secret (`*password*`, `*secret*`,
    `*token*`, `*_key`, `authorization`, `cookie`) is replaced whole;
 2. by shape: the password in a URL/DSN (`scheme://user:PASSWORD@host`), `password=…`,
-   `PGPASSWORD=…` and `token: …` pairs, `--password VALUE` flags, Redis `AUTH …` and
-   `requirepass …` lines, and `Bearer`/`Basic` credentials inside text, whatever the
-   value is;
+   `PGPASSWORD=…`, `MYSQL_PWD=…`, `pass: …` and `token: …` pairs, `--password VALUE`
+   flags, Redis `AUTH …` and `requirepass …` lines (plain or quoted by MONITOR), and
+   `Bearer`/`Basic` credentials inside text, whatever the value is;
 3. by value: secrets the config or environment revealed (an interpolated
    `${DB_PASSWORD}`, a `token:` in the stack file, any secret-named environment
    variable) are registered and removed wherever they appear, even inside an error
@@ -45,7 +45,7 @@ _MIN_PLAIN_LEN = 16  # letters or digits only: a passphrase, not "password"/"123
 _MIN_TOKEN_LEN = 4  # shorter values are masked by shape only
 
 _SECRET_KEY = re.compile(
-    r"(^|[_\-.])pass(wd)?$|password|secret|token|(^|[_\-.])key$|^apikey$|^authorization$|"
+    r"(^|[_\-.]|^pg)pass(wd)?$|[_\-.]pwd$|password|secret|token|(^|[_\-.])key$|^apikey$|^authorization$|"
     r"^proxy-authorization$|cookie|credential|private|requirepass|masterauth",
     re.IGNORECASE,
 )
@@ -53,12 +53,19 @@ _SECRET_KEY = re.compile(
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^\s/?#]+)(?=@)",
                            re.IGNORECASE)
 # `PGPASSWORD=…` and `REDISCLI_AUTH=…` too: an environment assignment in a command.
-# `DB_PASS=`, `REDIS_AUTH=`, `X-Api-Key:`, `aws_secret_access_key =` as well; a quoted
-# value is masked up to its closing quote (spaces, commas and `\"` escapes included).
-_KV_PASSWORD = re.compile(r"(?P<head>\b(?:\w*?(?:password|passwd|passphrase|secret|token|_pass|"
-                          r"_auth)|[\w-]*?(?:api|access|secret|private)[-_]?key|pwd|requirepass|"
-                          r"masterauth)['\"]?\s*[=:]\s*)(?:(?P<q>['\"])(?P<qpw>(?:\\.|(?!(?P=q)).)*)"
-                          r"(?P=q)|(?P<pw>[^'\"\s&;,]+))", re.IGNORECASE)
+# `DB_PASS=`, `PGPASS=`, `MYSQL_PWD=`, `REDIS_AUTH=`, `X-Api-Key:`, `aws_secret_access_key =`
+# as well; a quoted value is masked up to its closing quote (spaces, commas and `\"`
+# escapes included). A bare `pass` is a key only where prose cannot put it ("first pass:
+# 3 rows", "pass rate: 98%"): starting a YAML/INI line, quoted as a JSON key, or in an
+# unspaced logfmt/DSN `pass=`.
+_KV_NAME = (r"\b(?:\w*?(?:password|passwd|passphrase|secret|token|_auth)|"
+            r"(?:\w*_|pg)(?:pass|pwd)|[\w-]*?(?:api|access|secret|private)[-_]?key|pwd|"
+            r"requirepass|masterauth)['\"]?\s*[=:]")
+_BARE_PASS = (r"(?m:^)[ \t]*(?:-[ \t]+)?pass[ \t]*[=:]|(?P<kq>['\"])pass(?P=kq)[ \t]*:|"
+              r"(?<![\w-])pass=")
+_KV_PASSWORD = re.compile(rf"(?P<head>(?:{_KV_NAME}|{_BARE_PASS})\s*)(?:(?P<q>['\"])"
+                          r"(?P<qpw>(?:\\.|(?!(?P=q)).)*)(?P=q)|(?P<pw>[^'\"\s&;,]+))",
+                          re.IGNORECASE)
 # `--password VALUE`, `--requirepass=VALUE` in command lines the process checks report.
 _FLAG_PASSWORD = re.compile(r"(?P<head>(?<![\w-])--?[\w-]*(?:pass(?:word|wd)?|secret|token|"
                             r"requirepass|masterauth|api[-_]?key)(?:\s+|=))(?P<pw>[^\s'\"]+)",
@@ -75,8 +82,14 @@ _CLI_PASSWORD = re.compile(r"(?P<head>\b(?:redis-(?:cli|benchmark)\b[^\n|;&]*?[ 
 _DIRECTIVE = re.compile(r"(?P<head>(?:\bAUTH2?|(?:^[ \t]*|\b(?i:CONFIG[ \t]+SET)[ \t]+)"
                         r"(?i:requirepass|masterauth))[ \t]+)(?![A-Z_]*PASSWORD\b|[$<])"
                         r"(?P<pw>[^\s'\"`]+(?:[ \t]+[^\s'\"`]+)?)", re.MULTILINE)
-_ACL_SETUSER = re.compile(r"\bACL[ \t]+SETUSER\b[^\n]*", re.IGNORECASE)
-_ACL_PASSWORD = re.compile(r"(?<=[ \t])(?P<head>[<>])(?P<pw>[^\s'\"`]+)")
+# The same in MONITOR's output, which quotes every argument (`"AUTH" "default" "pw"`,
+# `"CONFIG" "SET" "requirepass" "pw"`, a `"` escaped as `\"`) as the client sent it, in
+# any case; an `ACL SETUSER` there is `"ACL" "SETUSER" "app" ">pw"`.
+_QUOTED_ARG = r'"(?:[^"\\\n]|\\.)*"'
+_MONITOR = re.compile(rf'(?P<head>"(?:AUTH2?|requirepass|masterauth)"[ \t]+)'
+                      rf'{_QUOTED_ARG}(?:[ \t]+{_QUOTED_ARG})?', re.IGNORECASE)
+_ACL_SETUSER = re.compile(r'\bACL"?[ \t]+"?SETUSER\b[^\n]*', re.IGNORECASE)
+_ACL_PASSWORD = re.compile(r"(?<=[ \t\"])(?P<head>[<>])(?P<pw>[^\s'\"`]+)")
 # SQL `PASSWORD 'literal'` (CREATE/ALTER ROLE, USER MAPPING options, a server log's
 # `statement:` line); an E'' string may escape its quote with `\'`, and a literal cut
 # by `left()` has no closing quote, hence the `$`. `PASSWORD'…'` (no space) is valid SQL
@@ -175,6 +188,7 @@ def redact_text(text: str) -> str:
     text = _FLAG_PASSWORD.sub(_masked, text)
     text = _CLI_PASSWORD.sub(_masked, text)
     text = _DIRECTIVE.sub(_masked, text)
+    text = _MONITOR.sub(lambda m: f'{m["head"]}"{MASK}"', text)
     text = _ACL_SETUSER.sub(lambda m: _ACL_PASSWORD.sub(_masked, m[0]), text)
     text = mask_sql_passwords(text)
     text = _KV_PASSWORD.sub(lambda m: m["head"] + (m["q"] or "") + MASK + (m["q"] or ""), text)

@@ -121,6 +121,20 @@ def test_url_secrets_are_known_decoded_and_as_basic_credentials() -> None:
      f"LOG: statement: ALTER ROLE a PASSWORD '{MASK}'"),
     ("ALTER ROLE app PASSWORD E'hun\\'ter2'", f"ALTER ROLE app PASSWORD '{MASK}'"),
     ("CREATE USER app WITH PASSWORD U&'hunter2'", f"CREATE USER app WITH PASSWORD '{MASK}'"),
+    ("PGPASS=hunter2 psql -h db", f"PGPASS={MASK} psql -h db"),
+    ("DB_PASSWD=hunter2 MYSQL_PWD=hunter2 mysql", f"DB_PASSWD={MASK} MYSQL_PWD={MASK} mysql"),
+    ("pass: hunter2", f"pass: {MASK}"),
+    ("db:\n  - pass = 'S3 cr,et'", f"db:\n  - pass = '{MASK}'"),
+    ('{"user": "app", "pass": "hunter2"}', f'{{"user": "app", "pass": "{MASK}"}}'),
+    ("level=warn user=app pass=hunter2 db=x", f"level=warn user=app pass={MASK} db=x"),
+    ('1700000000.123456 [0 127.0.0.1:50000] "AUTH" "hunter2"',
+     f'1700000000.123456 [0 127.0.0.1:50000] "AUTH" "{MASK}"'),
+    ('1700000000.1 [0 127.0.0.1:50000] "auth" "app" "hun\\"ter2"',
+     f'1700000000.1 [0 127.0.0.1:50000] "auth" "{MASK}"'),
+    ('1700000000.1 [0 127.0.0.1:50000] "CONFIG" "SET" "requirepass" "hunter2"',
+     f'1700000000.1 [0 127.0.0.1:50000] "CONFIG" "SET" "requirepass" "{MASK}"'),
+    ('1700000000.1 [0 127.0.0.1:50000] "ACL" "SETUSER" "app" "on" ">hunter2"',
+     f'1700000000.1 [0 127.0.0.1:50000] "ACL" "SETUSER" "app" "on" ">{MASK}"'),
 ])
 def test_unregistered_credentials_masked_by_shape(text: str, shown: str) -> None:
     """Credentials found in output but never configured are masked where they sit."""
@@ -132,3 +146,22 @@ def test_placeholders_and_plain_commands_stay_readable() -> None:
     for text in ("redis-cli -a $REDIS_PASSWORD ping", "mysql -h db -P 3306 -u app -p",
                  "http://x/?keyword=a", "bucket tokens=3"):
         assert redact_text(text) == text
+
+
+@pytest.mark.parametrize("text", [
+    "first pass: 3 rows", "pass rate: 98%", "Test pass: 98% (bypass=1)", "compass: north",
+    "OLDPWD=/root PGPASSFILE=/root/.pgpass", '"CONFIG" "GET" "requirepass"',
+    "auth failed: wrong password",
+])
+def test_pass_words_in_prose_stay_readable(text: str) -> None:
+    """`pass` is a key only at a key position (line start, quoted, unspaced `pass=`), so
+    prose, a PGPASSFILE path and a MONITOR line without a password are left alone."""
+    assert redact_text(text) == text
+
+
+def test_pass_and_pwd_named_keys_are_masked_whole() -> None:
+    """`PGPASS` and `MYSQL_PWD` name passwords as mapping keys and environment variables."""
+    register_environment_secrets({"MYSQL_PWD": "mysql-pw-1"})
+    assert redact({"PGPASS": "x", "MYSQL_PWD": "y", "OLDPWD": "/root"}) == \
+        {"PGPASS": MASK, "MYSQL_PWD": MASK, "OLDPWD": "/root"}
+    assert redact_text("denied for mysql-pw-1") == f"denied for {MASK}"
