@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from stackmedic.checks import Facts
+from stackmedic.probes._hostfacts import read_bytes_capped
 
 __all__ = ["CounterChange", "History", "default_history_path", "previous_counters",
            "since_last_run"]
@@ -55,8 +56,9 @@ class History:
         self._entries: dict[str, dict[str, Any]] = self._load()
 
     def _load(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads(_read_regular(self.path, _MAX_BYTES))
+        try:  # a FIFO or a device named by mistake must not block or flood the run
+            raw = read_bytes_capped(str(self.path), _MAX_BYTES + 1)
+            data = json.loads(raw.decode("utf-8")) if len(raw) <= _MAX_BYTES else None
         except (OSError, UnicodeDecodeError, ValueError):
             return {}
         if not isinstance(data, dict) or data.get("version") != _VERSION:
@@ -140,19 +142,6 @@ def _number(value: Any) -> float | None:
             or not math.isfinite(value):
         return None
     return value
-
-
-def _read_regular(path: Path, limit: int) -> str:
-    """The text of `path` if it is a regular file of at most `limit` bytes: a FIFO or
-    a device named by mistake must not block or flood the run."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as src:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{path} is not a regular file")
-        data = src.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path} is over {limit} bytes")
-    return data.decode("utf-8")
 
 
 def default_history_path(stack_path: str | None, stack_name: str) -> Path:
