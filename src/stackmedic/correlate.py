@@ -91,10 +91,7 @@ def dependencies(components: Mapping[str, Any]) -> dict[str, list[str]]:
 
 def correlate(findings: Sequence[Finding], components: Mapping[str, Any]) -> list[Finding]:
     """Return the findings with `explains` / `explained_by` / `root_cause` filled in."""
-    by_effect: dict[str, list[Row]] = defaultdict(list)
-    for row in rows():
-        for symptom in row.effects:
-            by_effect[symptom].append(row)
+    by_effect = _rows_by_effect()
     deps = dependencies(components)
     by_component: dict[str, list[Finding]] = defaultdict(list)
     for finding in findings:
@@ -122,6 +119,16 @@ def correlate(findings: Sequence[Finding], components: Mapping[str, Any]) -> lis
             )
         out.append(finding)
     return out
+
+
+@cache
+def _rows_by_effect() -> dict[str, list[Row]]:
+    """The rows that may explain each effect symptom, built once."""
+    by_effect: dict[str, list[Row]] = defaultdict(list)
+    for row in rows():
+        for symptom in row.effects:
+            by_effect[symptom].append(row)
+    return by_effect
 
 
 def _suspects(effect: Finding, deps: Mapping[str, list[str]]) -> list[str]:

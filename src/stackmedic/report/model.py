@@ -107,8 +107,8 @@ def first_fix(finding: dict[str, Any]) -> str | None:
     """The first line of a finding's first remedy step (code fences skipped; a lead-in
     ending in ':' with the command after it): what the root-cause summary shows."""
     steps: list[str] = (finding.get("remedy") or {}).get("steps") or []
-    lines = [line.strip() for line in (steps[0] if steps else "").splitlines()
-             if line.strip() and not line.strip().startswith("```")]
+    stripped = (line.strip() for line in (steps[0] if steps else "").splitlines())
+    lines = [line for line in stripped if line and not line.startswith("```")]
     if len(lines) > 1 and lines[0].endswith(":"):  # "List who holds the slots:" + command
         return f"{lines[0]} {lines[1]}"
     return lines[0] if lines else None

@@ -70,7 +70,6 @@ class _Placeholders(dict[str, Any]):
         return f"<{key.rsplit('.', 1)[-1]}>"
 
 
-
 # Only {identifier.parts} are placeholders: braces in code samples stay as they are.
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_]+)?)\}")
 
