@@ -209,12 +209,8 @@ class LogSketch:
         it. No Python operation per value either way.
         """
         if speedups is not None:
-            total, top, zeros = speedups.count_into(self._buckets, values, self._hi_mask,
-                                                    self._bits)
-            self._sum += total
-            self._zeros += zeros
-            if top > self._max:
-                self._raise_max(top)
+            self._add_totals(*speedups.count_into(self._buckets, values, self._hi_mask,
+                                                  self._bits))
             return
         n = len(values)
         if n != _BATCH:
@@ -280,6 +276,10 @@ class LogSketch:
         buckets = self._buckets
         for key, n in counts.items():
             buckets[key] += n
+        self._add_totals(total, top, zeros)
+
+    def _add_totals(self, total: float, top: float, zeros: int) -> None:
+        """The sum, max and zero count of values whose buckets were counted."""
         self._sum += total
         self._zeros += zeros
         if top > self._max:
