@@ -55,25 +55,30 @@ REPLIES: dict[str, Any] = {
 }
 
 
-def _serve(conn: socket.socket) -> None:
+def _requests(conn: socket.socket) -> Iterator[list[str]]:
+    """The commands a client sends on `conn`, until it hangs up."""
     buffer = b""
+    while True:
+        args, buffer = _parse(buffer)
+        if args is not None:
+            yield args
+            continue
+        try:
+            data = conn.recv(65536)
+        except OSError:
+            return
+        if not data:
+            return
+        buffer += data
+
+
+def _serve(conn: socket.socket) -> None:
     with conn:
-        while True:
-            try:
-                data = conn.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-            buffer += data
-            while True:
-                args, buffer = _parse(buffer)
-                if args is None:
-                    break
-                words = [a.upper() for a in args[:2]]
-                reply = REPLIES.get(" ".join(words), REPLIES.get(words[0], "OK"))
-                out = b"+PONG\r\n" if words == ["PING"] else _encode(reply)
-                conn.sendall(out)
+        for args in _requests(conn):
+            words = [a.upper() for a in args[:2]]
+            reply = REPLIES.get(" ".join(words), REPLIES.get(words[0], "OK"))
+            out = b"+PONG\r\n" if words == ["PING"] else _encode(reply)
+            conn.sendall(out)
 
 
 def _parse(buffer: bytes) -> tuple[list[str] | None, bytes]:
@@ -152,23 +157,13 @@ def flooding(request: pytest.FixtureRequest, tmp_path: Path,
     sent = [0]
 
     def serve(conn: socket.socket) -> None:
-        buffer, chunk = b"", b"x" * (1 << 20)
+        chunk = b"x" * (1 << 20)
         try:
             conn = wrap(conn)
         except OSError:
             return
         with conn:
-            while True:
-                args, buffer = _parse(buffer)
-                if args is None:
-                    try:
-                        data = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not data:
-                        return
-                    buffer += data
-                    continue
+            for args in _requests(conn):
                 if args[0].upper() != "INFO":
                     conn.sendall(b"+PONG\r\n" if args[0].upper() == "PING" else b"+OK\r\n")
                     continue
